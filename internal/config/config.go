@@ -1,0 +1,224 @@
+// Package config loads a daemon's configuration from one declaration: a Go
+// struct whose fields carry `toml:"key"` and `help:"…"` tags. The same struct
+// gives the TOML file keys, the command-line flags (-section.key), the
+// environment variables (PREFIX_SECTION_KEY) and the --help text, so they
+// cannot drift apart. Precedence: flags, then environment, then the file,
+// then the defaults the caller put in the struct.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Key is one configuration leaf.
+type Key struct {
+	Path    string // dotted TOML path, e.g. "node.rpc-url"
+	Env     string // environment variable
+	Help    string
+	Default string
+	field   reflect.Value
+}
+
+// Error names the key at fault and what to do.
+type Error struct {
+	Key    string
+	Source string // "file", "environment", "flag" or "check"
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config key %q (%s): %v", e.Key, e.Source, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Keys lists the configuration keys of cfg (a pointer to a struct), sorted
+// by path.
+func Keys(cfg any, envPrefix string) []Key {
+	var keys []Key
+	walk(reflect.ValueOf(cfg).Elem(), "", func(path, help string, v reflect.Value) {
+		keys = append(keys, Key{
+			Path:    path,
+			Env:     envName(envPrefix, path),
+			Help:    help,
+			Default: formatValue(v),
+			field:   v,
+		})
+	})
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Path < keys[j].Path })
+	return keys
+}
+
+func walk(v reflect.Value, prefix string, fn func(path, help string, v reflect.Value)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			walk(fv, path, fn)
+			continue
+		}
+		fn(path, f.Tag.Get("help"), fv)
+	}
+}
+
+func envName(prefix, path string) string {
+	r := strings.NewReplacer(".", "_", "-", "_")
+	return strings.ToUpper(prefix + "_" + r.Replace(path))
+}
+
+// Load fills cfg (a pointer to a struct holding the defaults) from the file
+// named by the -config flag (or fileDefault when it exists), the environment
+// and args. It returns flag.ErrHelp after printing usage for -h/-help.
+func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.Writer) error {
+	keys := Keys(cfg, envPrefix)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	configPath := fs.String("config", fileDefault, "path of the TOML configuration file (env "+strings.ToUpper(envPrefix)+"_CONFIG)")
+	set := map[string]string{}
+	for _, k := range keys {
+		k := k
+		fs.Func(k.Path, fmt.Sprintf("%s (env %s, default %q)", k.Help, k.Env, k.Default), func(s string) error {
+			set[k.Path] = s
+			return nil
+		})
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: %s [flags]\n\nEvery flag is also a key of the TOML file (-section.key is key under [section])\nand an environment variable. Flags win over the environment, which wins over the file.\n\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags start with -, see -help)", fs.Arg(0))
+	}
+	path := *configPath
+	explicit := path != fileDefault
+	if env := os.Getenv(strings.ToUpper(envPrefix) + "_CONFIG"); env != "" && !explicit {
+		path, explicit = env, true
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err == nil || explicit {
+			md, err := toml.DecodeFile(path, cfg)
+			if err != nil {
+				var perr toml.ParseError
+				if errors.As(err, &perr) {
+					return fmt.Errorf("config file %s: %s", path, perr.ErrorWithPosition())
+				}
+				return fmt.Errorf("config file %s: %w", path, err)
+			}
+			if und := md.Undecoded(); len(und) > 0 {
+				return &Error{Key: und[0].String(), Source: "file " + path, Err: errors.New("unknown key: check the spelling against -help or docs/")}
+			}
+		}
+	}
+	for _, k := range keys {
+		if s, ok := os.LookupEnv(k.Env); ok {
+			if err := setValue(k.field, s); err != nil {
+				return &Error{Key: k.Path, Source: "environment " + k.Env, Err: err}
+			}
+		}
+	}
+	for _, k := range keys {
+		if s, ok := set[k.Path]; ok {
+			if err := setValue(k.field, s); err != nil {
+				return &Error{Key: k.Path, Source: "flag -" + k.Path, Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+func setValue(v reflect.Value, s string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (write e.g. 10s, 500ms, 2m)", s)
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number that fits", s)
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a non-negative whole number that fits", s)
+		}
+		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		f, err := strconv.ParseFloat(s, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		v.SetFloat(f)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("cannot be set from a flag or the environment; use the file")
+		}
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case time.Duration:
+		return x.String()
+	case []string:
+		return strings.Join(x, ",")
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// Markdown renders the keys as a reference table for docs/.
+func Markdown(cfg any, envPrefix string) string {
+	var b strings.Builder
+	b.WriteString("| key (TOML) | flag | environment | default | meaning |\n|---|---|---|---|---|\n")
+	for _, k := range Keys(cfg, envPrefix) {
+		fmt.Fprintf(&b, "| `%s` | `-%s` | `%s` | `%s` | %s |\n", k.Path, k.Path, k.Env, k.Default, k.Help)
+	}
+	return b.String()
+}

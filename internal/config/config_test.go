@@ -1,0 +1,91 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testCfg struct {
+	Listen string `toml:"listen" help:"address to serve on"`
+	Node   struct {
+		URL     string        `toml:"rpc-url" help:"node RPC URL"`
+		Timeout time.Duration `toml:"timeout" help:"RPC timeout"`
+		Retries int           `toml:"retries" help:"retries"`
+	} `toml:"node"`
+	Debug bool     `toml:"debug" help:"debug"`
+	Peers []string `toml:"peers" help:"peers"`
+}
+
+func defaults() *testCfg {
+	c := &testCfg{Listen: "127.0.0.1:1"}
+	c.Node.Timeout = 30 * time.Second
+	c.Node.Retries = 3
+	return c
+}
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "x.toml")
+	os.WriteFile(file, []byte("listen = \"file:1\"\ndebug = true\n[node]\nrpc-url = \"http://file\"\ntimeout = \"5s\"\nretries = 7\n"), 0o600)
+	t.Setenv("XT_NODE_RPC_URL", "http://env")
+	t.Setenv("XT_NODE_RETRIES", "9")
+	c := defaults()
+	if err := Load(c, "x", "XT", "", []string{"-config", file, "-node.retries", "11", "-peers", "a, b"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "file:1" || !c.Debug || c.Node.URL != "http://env" || c.Node.Timeout != 5*time.Second || c.Node.Retries != 11 {
+		t.Fatalf("%+v", c)
+	}
+	if strings.Join(c.Peers, "|") != "a|b" {
+		t.Fatalf("peers %q", c.Peers)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "x.toml")
+	os.WriteFile(file, []byte("[node]\nrpc-ulr = \"x\"\n"), 0o600)
+	err := Load(defaults(), "x", "XT", "", []string{"-config", file}, io.Discard)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Key != "node.rpc-ulr" {
+		t.Fatalf("unknown key: %v", err)
+	}
+	err = Load(defaults(), "x", "XT", "", []string{"-node.timeout", "5"}, io.Discard)
+	if !errors.As(err, &ce) || ce.Key != "node.timeout" || !strings.Contains(err.Error(), "duration") {
+		t.Fatalf("bad duration: %v", err)
+	}
+	t.Setenv("XT_NODE_RETRIES", "many")
+	err = Load(defaults(), "x", "XT", "", nil, io.Discard)
+	if !errors.As(err, &ce) || ce.Key != "node.retries" || !strings.Contains(err.Error(), "XT_NODE_RETRIES") {
+		t.Fatalf("bad env: %v", err)
+	}
+	os.Unsetenv("XT_NODE_RETRIES")
+	if err := Load(defaults(), "x", "XT", "", []string{"-config", filepath.Join(dir, "missing.toml")}, io.Discard); err == nil {
+		t.Fatal("an explicit missing file must fail")
+	}
+	if err := Load(defaults(), "x", "XT", filepath.Join(dir, "missing.toml"), nil, io.Discard); err != nil {
+		t.Fatalf("a missing default file is fine: %v", err)
+	}
+}
+
+func TestHelpListsEveryKey(t *testing.T) {
+	var sb strings.Builder
+	err := Load(defaults(), "x", "XT", "", []string{"-help"}, &sb)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, k := range Keys(defaults(), "XT") {
+		if !strings.Contains(sb.String(), "-"+k.Path) || !strings.Contains(sb.String(), k.Env) {
+			t.Errorf("help lacks %s", k.Path)
+		}
+	}
+	if md := Markdown(defaults(), "XT"); !strings.Contains(md, "`node.rpc-url`") {
+		t.Fatal(md)
+	}
+}
