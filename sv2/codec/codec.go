@@ -64,6 +64,7 @@ const (
 	modeEncode mode = iota
 	modeDecode
 	modeSize
+	modeMax // largest encoding the declaration allows
 	modeString
 )
 
@@ -74,10 +75,12 @@ type Codec struct {
 	opts Options
 	buf  []byte // encode: output; decode: input
 	off  int    // decode read offset
-	size int    // size mode
-	err  error
-	sb   *strings.Builder
-	n    int // fields printed
+	size int    // size and max modes
+	// unbounded: max mode met a field that can fill a whole frame.
+	unbounded bool
+	err       error
+	sb        *strings.Builder
+	n         int // fields printed
 }
 
 var codecPool = sync.Pool{New: func() any { return new(Codec) }}
@@ -152,6 +155,21 @@ func Size(m Message) int {
 	return n
 }
 
+// MaxSize returns the largest payload m's declared fields can encode to
+// (trailing TLVs excluded), or bounded=false when a field can fill a whole
+// frame (transaction lists). Receivers use it to refuse oversized frames
+// before allocating them.
+func MaxSize(m Message) (n int, bounded bool) {
+	c := getCodec(modeMax, Options{})
+	m.Fields(c)
+	n, bounded = c.size, !c.unbounded
+	putCodec(c)
+	if !bounded || n > MaxPayload {
+		return MaxPayload, false
+	}
+	return n, true
+}
+
 // String renders m for logs: Name{field=value ...}. Long byte strings are cut.
 func String(m Message) string {
 	var sb strings.Builder
@@ -208,7 +226,7 @@ func (c *Codec) U8(name string, p *uint8) {
 		if b := c.take(name, 1); b != nil {
 			*p = b[0]
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size++
 	case modeString:
 		c.label(name)
@@ -229,7 +247,7 @@ func (c *Codec) Bool(name string, p *bool) {
 		if b := c.take(name, 1); b != nil {
 			*p = b[0]&1 == 1
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size++
 	case modeString:
 		c.label(name)
@@ -246,7 +264,7 @@ func (c *Codec) U16(name string, p *uint16) {
 		if b := c.take(name, 2); b != nil {
 			*p = binary.LittleEndian.Uint16(b)
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 2
 	case modeString:
 		c.label(name)
@@ -267,7 +285,7 @@ func (c *Codec) U24(name string, p *uint32) {
 		if b := c.take(name, 3); b != nil {
 			*p = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 3
 	case modeString:
 		c.label(name)
@@ -284,7 +302,7 @@ func (c *Codec) U32(name string, p *uint32) {
 		if b := c.take(name, 4); b != nil {
 			*p = binary.LittleEndian.Uint32(b)
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 4
 	case modeString:
 		c.label(name)
@@ -301,7 +319,7 @@ func (c *Codec) U64(name string, p *uint64) {
 		if b := c.take(name, 8); b != nil {
 			*p = binary.LittleEndian.Uint64(b)
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 8
 	case modeString:
 		c.label(name)
@@ -318,7 +336,7 @@ func (c *Codec) F32(name string, p *float32) {
 		if b := c.take(name, 4); b != nil {
 			*p = math.Float32frombits(binary.LittleEndian.Uint32(b))
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 4
 	case modeString:
 		c.label(name)
@@ -343,7 +361,7 @@ func (c *Codec) fixed(name string, p []byte) {
 		if b := c.take(name, len(p)); b != nil {
 			copy(p, b)
 		}
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += len(p)
 	case modeString:
 		c.label(name)
@@ -373,6 +391,8 @@ func (c *Codec) Str0255(name string, p *string) {
 		}
 	case modeSize:
 		c.size += 1 + len(*p)
+	case modeMax:
+		c.size += 1 + 255
 	case modeString:
 		c.label(name)
 		c.sb.WriteString(strconv.Quote(*p))
@@ -414,6 +434,8 @@ func (c *Codec) bytes(name string, p *[]byte, lenSize, max int) {
 		}
 	case modeSize:
 		c.size += lenSize + len(*p)
+	case modeMax:
+		c.size += lenSize + max
 	case modeString:
 		c.label(name)
 		writeHex(c.sb, *p)
@@ -477,6 +499,8 @@ func (c *Codec) OptionU32(name string, p **uint32) {
 		if *p != nil {
 			c.size += 4
 		}
+	case modeMax:
+		c.size += 5
 	case modeString:
 		c.label(name)
 		if *p == nil {
@@ -512,6 +536,9 @@ func (c *Codec) seqCount(name string, n, lenSize, max, minElem int) (int, bool) 
 	case modeSize:
 		c.size += lenSize
 		return n, true
+	case modeMax:
+		c.size += lenSize
+		return max, true
 	}
 	return n, true
 }
@@ -558,7 +585,7 @@ func (c *Codec) seqU256(name string, p *[][32]byte, lenSize, max int) {
 			copy(out[i][:], b[32*i:])
 		}
 		*p = out
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 32 * n
 	}
 }
@@ -589,7 +616,7 @@ func (c *Codec) Seq064KU16(name string, p *[]uint16) {
 			out[i] = binary.LittleEndian.Uint16(b[2*i:])
 		}
 		*p = out
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 2 * n
 	}
 }
@@ -620,7 +647,7 @@ func (c *Codec) Seq064KU32(name string, p *[]uint32) {
 			out[i] = binary.LittleEndian.Uint32(b[4*i:])
 		}
 		*p = out
-	case modeSize:
+	case modeSize, modeMax:
 		c.size += 4 * n
 	}
 }
@@ -658,6 +685,8 @@ func (c *Codec) Seq064KB016M(name string, p *[][]byte) {
 		for _, b := range *p {
 			c.size += 3 + len(b)
 		}
+	case modeMax:
+		c.unbounded = true
 	}
 }
 

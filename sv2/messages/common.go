@@ -33,7 +33,8 @@ const (
 	FlagDeclareTxData uint32 = 1 << 0
 )
 
-// SetupConnection is the first message a client sends after the handshake.
+// SetupConnection is the first message a client sends after the handshake
+// (client → server).
 type SetupConnection struct {
 	Protocol        uint8
 	MinVersion      uint16
@@ -63,7 +64,7 @@ func (m *SetupConnection) Fields(c *codec.Codec) {
 	c.Str0255("device_id", &m.DeviceID)
 }
 
-// SetupConnectionSuccess accepts a SetupConnection.
+// SetupConnectionSuccess accepts a SetupConnection (server → client).
 type SetupConnectionSuccess struct {
 	UsedVersion uint16
 	Flags       uint32
@@ -75,4 +76,52 @@ func (*SetupConnectionSuccess) MessageName() string   { return "SetupConnection.
 func (m *SetupConnectionSuccess) Fields(c *codec.Codec) {
 	c.U16("used_version", &m.UsedVersion)
 	c.U32("flags", &m.Flags)
+}
+
+// SetupConnectionError refuses a SetupConnection; the server closes the
+// connection after sending it.
+type SetupConnectionError struct {
+	// Flags lists every client flag the server does not support (0 when the
+	// failure is unrelated to flags).
+	Flags     uint32
+	ErrorCode string
+}
+
+func (*SetupConnectionError) MsgType() uint8        { return TypeSetupConnectionError }
+func (*SetupConnectionError) ExtensionType() uint16 { return 0 }
+func (*SetupConnectionError) MessageName() string   { return "SetupConnection.Error" }
+func (m *SetupConnectionError) Fields(c *codec.Codec) {
+	c.U32("flags", &m.Flags)
+	c.Str0255("error_code", &m.ErrorCode)
+}
+
+// ChannelEndpointChanged tells the client (server → client) that the
+// endpoint of a channel changed, so in-flight state for it is reset.
+type ChannelEndpointChanged struct {
+	ChannelID uint32
+}
+
+func (*ChannelEndpointChanged) MsgType() uint8 { return TypeChannelEndpointChanged }
+
+// ExtensionType carries the channel bit: the spec lists the message with channel_msg=1.
+func (*ChannelEndpointChanged) ExtensionType() uint16 { return codec.ChannelBit }
+func (*ChannelEndpointChanged) MessageName() string   { return "ChannelEndpointChanged" }
+func (m *ChannelEndpointChanged) Fields(c *codec.Codec) {
+	c.U32("channel_id", &m.ChannelID)
+}
+
+// Reconnect asks the client (server → client) to reconnect, possibly elsewhere.
+type Reconnect struct {
+	// NewHost empty means the current host.
+	NewHost string
+	// NewPort 0 means the current port.
+	NewPort uint16
+}
+
+func (*Reconnect) MsgType() uint8        { return TypeReconnect }
+func (*Reconnect) ExtensionType() uint16 { return 0 }
+func (*Reconnect) MessageName() string   { return "Reconnect" }
+func (m *Reconnect) Fields(c *codec.Codec) {
+	c.Str0255("new_host", &m.NewHost)
+	c.U16("new_port", &m.NewPort)
 }
