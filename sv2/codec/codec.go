@@ -592,63 +592,42 @@ func (c *Codec) seqU256(name string, p *[][32]byte, lenSize, max int) {
 
 // Seq064KU16 is a SEQ0_64K[U16].
 func (c *Codec) Seq064KU16(name string, p *[]uint16) {
-	if c.mode == modeString {
-		c.label(name)
-		fmt.Fprint(c.sb, *p)
-		return
-	}
-	n, ok := c.seqCount(name, len(*p), 2, 65535, 2)
-	if !ok {
-		return
-	}
-	switch c.mode {
-	case modeEncode:
-		for _, v := range *p {
-			c.buf = binary.LittleEndian.AppendUint16(c.buf, v)
-		}
-	case modeDecode:
-		b := c.take(name, 2*n)
-		if b == nil {
-			return
-		}
-		out := make([]uint16, n)
-		for i := range out {
-			out[i] = binary.LittleEndian.Uint16(b[2*i:])
-		}
-		*p = out
-	case modeSize, modeMax:
-		c.size += 2 * n
-	}
+	seqInts(c, name, p, 2, binary.LittleEndian.AppendUint16, binary.LittleEndian.Uint16)
 }
 
 // Seq064KU32 is a SEQ0_64K[U32].
 func (c *Codec) Seq064KU32(name string, p *[]uint32) {
+	seqInts(c, name, p, 4, binary.LittleEndian.AppendUint32, binary.LittleEndian.Uint32)
+}
+
+// seqInts is a SEQ0_64K of fixed-size little-endian integers.
+func seqInts[T uint16 | uint32](c *Codec, name string, p *[]T, size int, put func([]byte, T) []byte, get func([]byte) T) {
 	if c.mode == modeString {
 		c.label(name)
 		fmt.Fprint(c.sb, *p)
 		return
 	}
-	n, ok := c.seqCount(name, len(*p), 2, 65535, 4)
+	n, ok := c.seqCount(name, len(*p), 2, 65535, size)
 	if !ok {
 		return
 	}
 	switch c.mode {
 	case modeEncode:
 		for _, v := range *p {
-			c.buf = binary.LittleEndian.AppendUint32(c.buf, v)
+			c.buf = put(c.buf, v)
 		}
 	case modeDecode:
-		b := c.take(name, 4*n)
+		b := c.take(name, size*n)
 		if b == nil {
 			return
 		}
-		out := make([]uint32, n)
+		out := make([]T, n)
 		for i := range out {
-			out[i] = binary.LittleEndian.Uint32(b[4*i:])
+			out[i] = get(b[size*i:])
 		}
 		*p = out
 	case modeSize, modeMax:
-		c.size += 4 * n
+		c.size += size * n
 	}
 }
 
