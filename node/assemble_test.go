@@ -1,8 +1,11 @@
 package node
 
 import (
+	"math/big"
+
 	"bytes"
 	"encoding/binary"
+	"github.com/sv2kit/sv2kit/templates"
 	"testing"
 	"time"
 
@@ -58,13 +61,13 @@ func setMerkleRoot(blk *wire.MsgBlock) {
 	for i, tx := range blk.Transactions {
 		ids[i] = tx.TxHash()
 	}
-	blk.Header.MerkleRoot = MerkleRoot(ids)
+	blk.Header.MerkleRoot = merkleRoot(ids)
 }
 
 // solve grinds the nonce until the header meets the target (instant on regtest).
 func solve(t *testing.T, blk *wire.MsgBlock) {
 	t.Helper()
-	target := CompactToBig(blk.Header.Bits)
+	target := compactToBig(blk.Header.Bits)
 	for nonce := uint32(0); nonce < 1<<24; nonce++ {
 		blk.Header.Nonce = nonce
 		h := blk.Header.BlockHash()
@@ -88,4 +91,15 @@ func le32(n uint32) []byte {
 	b := make([]byte, 4)
 	binary.LittleEndian.PutUint32(b, n)
 	return b
+}
+
+func compactToBig(bits uint32) *big.Int { return templates.TargetToBig(templates.TargetFromBits(bits)) }
+
+// merkleRoot is the merkle root over full leaves, for test blocks.
+func merkleRoot(leaves []chainhash.Hash) chainhash.Hash {
+	l := make([][32]byte, len(leaves))
+	for i := range leaves {
+		l[i] = leaves[i]
+	}
+	return templates.MerkleRootOf(l)
 }

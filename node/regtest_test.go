@@ -72,7 +72,7 @@ func TestRegtestBtcd(t *testing.T) {
 		t.Fatalf("GetBlockTemplate: %v", err)
 	}
 	if tpl.Height != count+1 || tpl.PreviousBlockHash != best || tpl.Bits != 0x207fffff ||
-		tpl.Target.Cmp(CompactToBig(0x207fffff)) != 0 || tpl.LongPollID == "" || tpl.WeightLimit != 4000000 {
+		tpl.Target.Cmp(compactToBig(0x207fffff)) != 0 || tpl.LongPollID == "" || tpl.WeightLimit != 4000000 {
 		t.Fatalf("template: height %d (count %d) prev %s (best %s) bits %x longpoll %q",
 			tpl.Height, count, tpl.PreviousBlockHash, best, tpl.Bits, tpl.LongPollID)
 	}

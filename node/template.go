@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/sv2kit/sv2kit/templates"
 	"math/big"
 	"strconv"
 	"strings"
@@ -165,7 +166,7 @@ func ParseBlockTemplate(raw []byte) (*BlockTemplate, error) {
 		}
 		t.Target = tb
 	} else {
-		t.Target = CompactToBig(t.Bits)
+		t.Target = templates.TargetToBig(templates.TargetFromBits(t.Bits))
 	}
 	if f, ok := j.CoinbaseAux["flags"]; ok && f != "" {
 		if t.CoinbaseAuxFlags, err = hex.DecodeString(f); err != nil {
@@ -180,8 +181,8 @@ func ParseBlockTemplate(raw []byte) (*BlockTemplate, error) {
 		switch {
 		case len(c) == 32:
 			// btcd sends only the 32-byte commitment hash; Core the script.
-			c = append(append([]byte(nil), witnessCommitmentPrefix...), c...)
-		case len(c) != 38 || !bytes.HasPrefix(c, witnessCommitmentPrefix):
+			c = templates.WitnessCommitmentScript([32]byte(c))
+		case len(c) != 38 || !templates.IsWitnessCommitment(c):
 			return nil, fmt.Errorf("template default_witness_commitment %x: neither a commitment script nor a 32-byte hash", c)
 		}
 		t.DefaultWitnessCommitment = c
@@ -241,62 +242,14 @@ func fillFromData(tx *TemplateTx) error {
 }
 
 // WitnessCommitmentScript returns the BIP141 commitment output script for a
-// block whose non-coinbase transactions are txs, with the coinbase witness
-// reserved value of 32 zero bytes:
-// OP_RETURN OP_PUSH36 aa21a9ed SHA256d(witness merkle root ‖ 0³²).
+// block whose non-coinbase transactions are txs (witness reserved value of 32
+// zero bytes).
 func WitnessCommitmentScript(txs []TemplateTx) []byte {
-	leaves := make([]chainhash.Hash, len(txs)+1) // coinbase wtxid is zero
+	wtxids := make([][32]byte, len(txs))
 	for i := range txs {
-		leaves[i+1] = txs[i].WTxID
+		wtxids[i] = txs[i].WTxID
 	}
-	root := MerkleRoot(leaves)
-	var buf [64]byte
-	copy(buf[:32], root[:])
-	commitment := chainhash.DoubleHashB(buf[:])
-	return append(append([]byte(nil), witnessCommitmentPrefix...), commitment...)
-}
-
-// witnessCommitmentPrefix is OP_RETURN, a 36-byte push, and BIP141's header.
-var witnessCommitmentPrefix = []byte{0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed}
-
-// MerkleRoot folds leaves (internal byte order) into a Bitcoin merkle root,
-// duplicating the last node of odd levels.
-func MerkleRoot(leaves []chainhash.Hash) chainhash.Hash {
-	if len(leaves) == 0 {
-		return chainhash.Hash{}
-	}
-	level := append([]chainhash.Hash(nil), leaves...)
-	var buf [64]byte
-	for len(level) > 1 {
-		if len(level)%2 == 1 {
-			level = append(level, level[len(level)-1])
-		}
-		next := level[:0]
-		for i := 0; i < len(level); i += 2 {
-			copy(buf[:32], level[i][:])
-			copy(buf[32:], level[i+1][:])
-			next = append(next, chainhash.DoubleHashH(buf[:]))
-		}
-		level = next
-	}
-	return level[0]
-}
-
-// CompactToBig expands nBits into the target it encodes.
-func CompactToBig(bits uint32) *big.Int {
-	mantissa := int64(bits & 0x007fffff)
-	negative := bits&0x00800000 != 0
-	exponent := uint(bits >> 24)
-	var n *big.Int
-	if exponent <= 3 {
-		n = big.NewInt(mantissa >> (8 * (3 - exponent)))
-	} else {
-		n = new(big.Int).Lsh(big.NewInt(mantissa), 8*(exponent-3))
-	}
-	if negative {
-		n.Neg(n)
-	}
-	return n
+	return templates.WitnessCommitmentScript(templates.WitnessCommitment(wtxids))
 }
 
 // hashFromRPC parses a hash in RPC (display) order.

@@ -75,8 +75,8 @@ func TestParseBlockTemplateCore(t *testing.T) {
 		tpl.WeightLimit != 4000000 || tpl.SigOpLimit != 80000 || len(tpl.Rules) != 3 || tpl.LongPollID != prev.String()+"12" {
 		t.Fatalf("fields: %+v", tpl)
 	}
-	if tpl.Target.Cmp(CompactToBig(tpl.Bits)) != 0 {
-		t.Errorf("target %x vs bits %x", tpl.Target, CompactToBig(tpl.Bits))
+	if tpl.Target.Cmp(compactToBig(tpl.Bits)) != 0 {
+		t.Errorf("target %x vs bits %x", tpl.Target, compactToBig(tpl.Bits))
 	}
 	le := tpl.TargetLE()
 	if le[31] != 0 || le[22] != 0x03 || le[21] != 0x46 || le[20] != 0xe9 {
@@ -123,7 +123,7 @@ func TestParseBlockTemplateFillsMissing(t *testing.T) {
 			t.Errorf("tx %d not filled: %+v", i, got)
 		}
 	}
-	if tpl.Target.Cmp(CompactToBig(0x207fffff)) != 0 || tpl.MaxTime != 1718007800 {
+	if tpl.Target.Cmp(compactToBig(0x207fffff)) != 0 || tpl.MaxTime != 1718007800 {
 		t.Errorf("target/maxtime: %x %d", tpl.Target, tpl.MaxTime)
 	}
 	if string(tpl.CoinbaseAuxFlags[1:]) != "/P2SH/btcd/" {
@@ -178,24 +178,3 @@ func TestParseBlockTemplateRejects(t *testing.T) {
 	}
 }
 
-func TestMerkleRootAndCompact(t *testing.T) {
-	for n := 1; n <= 9; n++ {
-		var txs []*btcutil.Tx
-		var ids []chainhash.Hash
-		for i := 0; i < n; i++ {
-			tx := wire.NewMsgTx(1)
-			tx.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Hash: hashN(byte(i)), Index: uint32(i)}})
-			tx.AddTxOut(wire.NewTxOut(int64(i), nil))
-			txs = append(txs, btcutil.NewTx(tx))
-			ids = append(ids, tx.TxHash())
-		}
-		if got, want := MerkleRoot(ids), blockchain.CalcMerkleRoot(txs, false); got != want {
-			t.Errorf("%d leaves: %s want %s", n, got, want)
-		}
-	}
-	for _, bits := range []uint32{0x207fffff, 0x1d00ffff, 0x170346e9, 0x1b0404cb, 0x03123456, 0x01003456, 0x04923456} {
-		if got, want := CompactToBig(bits), blockchain.CompactToBig(bits); got.Cmp(want) != 0 {
-			t.Errorf("%08x: %x want %x", bits, got, want)
-		}
-	}
-}
