@@ -177,4 +177,3 @@ func TestParseBlockTemplateRejects(t *testing.T) {
 		}
 	}
 }
-
