@@ -139,7 +139,7 @@ func BenchmarkClientMemory(b *testing.B) {
 	const n = 10_000
 	var perClient float64
 	for i := 0; i < b.N; i++ {
-		c := newCore(b, Config{HalvingInterval: 150, NoRetargeting: true, MaxClients: n})
+		c := newCore(b, Config{HalvingInterval: 150, NoRetargeting: true, MaxClients: n + 1})
 		ch := newTestChain(33, 1000)
 		c.NodeTemplate(ch.source(someTxs()), ch.info(), t0)
 		connect(b, c, 1, 100, t0)

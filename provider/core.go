@@ -165,8 +165,9 @@ type Core struct {
 	// ids it receives increase.
 	empties []*entry
 
-	mempoolDirty bool
-	lastFetch    time.Time
+	mempoolDirty   bool
+	lastFetch      time.Time
+	minDiffFetched bool // the min-difficulty fetch for this tip was requested
 
 	found    [16][32]byte // recently found block hashes (no double submission)
 	foundPos int
@@ -435,7 +436,7 @@ func (c *Core) removeGroup(g *group) {
 // buildFor builds the template of the current source for a reservation.
 // Reservations that need no transaction dropped share one template.
 func (c *Core) buildFor(r templates.Reservation) (*templates.Template, error) {
-	kept, _, err := templates.Fit(c.src.Txs, r)
+	kept, dropped, err := templates.Fit(c.src.Txs, r)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +448,12 @@ func (c *Core) buildFor(r templates.Reservation) (*templates.Template, error) {
 		}
 		return c.srcFull, nil
 	}
-	return templates.Build(c.src, r)
+	// Build on the fitted set so Build does not fit again: its value is
+	// reduced by the dropped fees and its witness commitment recomputed
+	// (nil makes Build compute it when a kept transaction has a witness).
+	sub := *c.src
+	sub.Txs, sub.CoinbaseValue, sub.WitnessCommitment = kept, c.src.CoinbaseValue-dropped, nil
+	return templates.Build(&sub, r)
 }
 
 // entryFor issues (or reuses, when already issued for this source) the

@@ -53,10 +53,19 @@ func (c *Core) NodeTemplate(src *templates.Source, chain ChainInfo, now time.Tim
 		return a
 	}
 	if c.haveTip && c.fast == nil && src.PrevHash == c.tip {
+		if src.Bits != c.src.Bits || src.Height != c.height {
+			// Same tip, other nBits: min-difficulty networks lower the
+			// difficulty 20 minutes after the tip. A non-future template
+			// cannot carry nBits, so announce it again.
+			a.log(LevelInfo, "node template changes nBits on the same tip; announcing it again",
+				"bits", src.Bits, "previous_bits", c.src.Bits)
+			c.tipChange(&a, src, chain, now, false)
+			return a
+		}
 		c.sameTip(&a, src, chain, now)
 		return a
 	}
-	c.tipChange(&a, src, chain, now)
+	c.tipChange(&a, src, chain, now, true)
 	return a
 }
 
@@ -118,8 +127,11 @@ func (c *Core) emptyFor(h int64, version uint32) *templates.Template {
 	return templates.EmptyNext(&templates.Template{Height: h - 1, Version: version}, c.cfg.HalvingInterval)
 }
 
-// tipChange handles a node template on a tip other than the current one.
-func (c *Core) tipChange(a *Actions, src *templates.Source, chain ChainInfo, now time.Time) {
+// tipChange handles a node template on a tip other than the current one
+// (newTip) or one whose nBits changed: every group gets a future template
+// and SetNewPrevHash (or, after a confirmed fast path, a non-future
+// template), then the next empty template.
+func (c *Core) tipChange(a *Actions, src *templates.Source, chain ChainInfo, now time.Time, newTip bool) {
 	fast := c.fast
 	announced := fast != nil && fast.hash == src.PrevHash
 	confirmed := false
@@ -130,10 +142,11 @@ func (c *Core) tipChange(a *Actions, src *templates.Source, chain ChainInfo, now
 			a.log(LevelWarn, "node template disagrees with the fast-path SetNewPrevHash; announcing the node's",
 				"height", src.Height, "bits", src.Bits, "fast_bits", e.bits, "mintime", src.MinTime, "fast_time", e.timestamp)
 		}
-	} else {
+	} else if newTip {
 		c.moveTip(src.PrevHash, now)
 	}
 	c.fast = nil
+	c.minDiffFetched = false
 	c.staleAnswers = 0
 	c.setSource(a, src, chain)
 	c.height = src.Height
@@ -392,5 +405,18 @@ func (c *Core) Tick(now time.Time) Actions {
 		}
 	}
 	c.maybeFetch(&a, now)
+	// Min-difficulty networks: 20 minutes after the tip the next block may
+	// use the minimum difficulty; the node's template then has other nBits.
+	if c.cfg.MinDifficultyBlocks && !c.minDiffFetched && c.src != nil && c.fast == nil && len(c.recent) > 0 &&
+		uint64(unixSeconds(now)) > uint64(c.recent[0])+minDifficultyDelay {
+		c.minDiffFetched = true
+		a.FetchTemplate = true
+		c.lastFetch = now
+	}
 	return a
 }
+
+// minDifficultyDelay is testnet's rule: a block timestamped more than 20
+// minutes (twice the target spacing) after its parent may have the minimum
+// difficulty.
+const minDifficultyDelay = 20 * 60

@@ -164,7 +164,8 @@ func TestFastPath(t *testing.T) {
 		t.Fatalf("second fast path: %d messages", len(a.Send))
 	}
 	for _, o := range a.Send {
-		if s := o.Msg.(*messages.SetNewPrevHash); s.TemplateID != last || s.HeaderTimestamp != notice.Time+1 && s.HeaderTimestamp < f.ch.mtp()+1 {
+		want := max(uint32(now.Add(time.Minute).Unix()), f.ch.mtp()+1)
+		if s := o.Msg.(*messages.SetNewPrevHash); s.TemplateID != last || s.PrevHash != notice.Hash || s.HeaderTimestamp != want {
 			t.Fatalf("%+v", s)
 		}
 	}
@@ -442,5 +443,61 @@ func TestTemplateIDsIncreasePerClient(t *testing.T) {
 		check(connect(t, f.c, next, uint32(100*(round%3)+50), now))
 		next++
 		check(f.c.NodeTemplate(f.ch.source(someTxs()), f.ch.info(), now.Add(time.Second)))
+	}
+}
+
+// The fast path is refused only when the empty template's height is a
+// retarget height: tip 2014 (template 2015, empty 2016). The template at the
+// retarget height itself comes from the node, so tip 2015 is fine again.
+func TestFastPathAroundRetarget(t *testing.T) {
+	for _, tc := range []struct {
+		tip  int64
+		fast bool
+	}{{2012, true}, {2013, true}, {2014, false}, {2015, true}, {4030, false}, {4031, true}} {
+		c := newCore(t, Config{})
+		ch := newTestChain(6, tc.tip)
+		c.NodeTemplate(ch.source(nil), ch.info(), t0)
+		ms := sentTo(connect(t, c, 1, 0, t0), 1)
+		if (len(ms) == 3) != tc.fast {
+			t.Fatalf("tip %d: initial %v", tc.tip, names(ms))
+		}
+		a := c.NewTip(ch.mine(uint32(t0.Unix())), t0)
+		if (len(a.Send) == 1) != tc.fast || !a.FetchTemplate {
+			t.Fatalf("tip %d: fast path %v, want %v", tc.tip, len(a.Send) == 1, tc.fast)
+		}
+	}
+}
+
+func TestMinDifficultySameTipNewBits(t *testing.T) {
+	cfg := Config{MinDifficultyBlocks: true}
+	c := newCore(t, cfg)
+	ch := newTestChain(7, 500)
+	ch.bits = 0x1d00ffff
+	src := ch.source(someTxs())
+	c.NodeTemplate(src, ch.info(), t0)
+	ms := sentTo(connect(t, c, 1, 100, t0), 1)
+	expectNames(t, ms, "NewTemplate(future)", "SetNewPrevHash")
+	// 20 minutes after the tip the core asks the node again, once.
+	if a := c.Tick(t0.Add(19 * time.Minute)); a.FetchTemplate {
+		t.Fatal("fetched before 20 minutes")
+	}
+	if a := c.Tick(t0.Add(20*time.Minute + time.Second)); !a.FetchTemplate {
+		t.Fatal("no fetch after 20 minutes")
+	}
+	if a := c.Tick(t0.Add(21 * time.Minute)); a.FetchTemplate {
+		t.Fatal("fetched twice")
+	}
+	// The node now gives minimum-difficulty bits on the same tip, same
+	// fees: announced again with SetNewPrevHash.
+	ch.bits = 0x1d00ffff + 1
+	src2 := ch.source(someTxs())
+	a := c.NodeTemplate(src2, ch.info(), t0.Add(21*time.Minute))
+	ms = sentTo(a, 1)
+	expectNames(t, ms, "NewTemplate(future)", "SetNewPrevHash")
+	if s := ms[1].(*messages.SetNewPrevHash); s.NBits != ch.bits || s.PrevHash != ch.tip || s.TemplateID != ms[0].(*messages.NewTemplate).TemplateID {
+		t.Fatalf("%+v", s)
+	}
+	if c.Snapshot().TipChanges != 1 {
+		t.Fatal("counted as a tip change")
 	}
 }
