@@ -1,6 +1,7 @@
 package mempool
 
 import (
+	"bytes"
 	"runtime"
 	"testing"
 
@@ -94,6 +95,31 @@ func BenchmarkLookup4000(b *testing.B) {
 	for b.Loop() {
 		if _, missing := s.LookupWTxIDs(wtxids); len(missing) != 0 {
 			b.Fatal("missing")
+		}
+	}
+}
+
+// BenchmarkRemoveConfirmed removes a 3,000-transaction block from a store of
+// 100,000, the conflict scan included.
+func BenchmarkRemoveConfirmed(b *testing.B) {
+	raws, _ := shapeTxs(b, benchShapes[0], 100_000)
+	blk := &wire.MsgBlock{Transactions: []*wire.MsgTx{simpleTx(1<<40, false)}}
+	for i := range 3000 {
+		var tx wire.MsgTx
+		if err := tx.Deserialize(bytes.NewReader(raws[i*30])); err != nil {
+			b.Fatal(err)
+		}
+		blk.Transactions = append(blk.Transactions, &tx)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		s := NewStore(0)
+		for _, raw := range raws {
+			s.Add(raw)
+		}
+		b.StartTimer()
+		if c, _ := s.RemoveConfirmed(blk); c != 3000 {
+			b.Fatalf("%d confirmed", c)
 		}
 	}
 }

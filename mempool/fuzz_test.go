@@ -63,7 +63,7 @@ func FuzzStoreAdd(f *testing.F) {
 		if k != len(tx.TxIn) {
 			t.Fatalf("%d inputs walked, want %d", k, len(tx.TxIn))
 		}
-		if s.Bytes() != Cost(len(raw), len(tx.TxIn), tx.HasWitness()) {
+		if s.Bytes() != Cost(len(raw), tx.HasWitness()) {
 			t.Fatalf("accounted %d", s.Bytes())
 		}
 		if !s.Remove(e.TxID) || s.Len() != 0 || s.Bytes() != 0 {

@@ -74,22 +74,21 @@ func checkInvariants(t *testing.T, s *Store) {
 			}
 			live++
 			i := uint32(c<<chunkBits | k)
-			if j, ok := s.byTxID[sl.txid]; !ok || j != i {
-				t.Fatalf("slot %d (%s) not indexed by txid", i, sl.txid)
+			txid, wtxid := sl.ids()
+			if j, ok := s.byTxID[txid]; !ok || j != i {
+				t.Fatalf("slot %d (%s) not indexed by txid", i, txid)
 			}
-			if sl.wtxid != sl.txid {
-				if j, ok := s.byWTxID[sl.wtxid]; !ok || j != i {
+			if sl.witness != (wtxid != txid) {
+				t.Fatalf("slot %d: witness flag %v", i, sl.witness)
+			}
+			if sl.witness {
+				if j, ok := s.byWTxID[wtxid]; !ok || j != i {
 					t.Fatalf("slot %d not indexed by wtxid", i)
 				}
 			}
 			if int(sl.pos) >= len(s.heap) || s.heap[sl.pos] != i {
 				t.Fatalf("slot %d: heap position %d wrong", i, sl.pos)
 			}
-			walkTx(sl.raw, func(op wire.OutPoint) {
-				if j, ok := s.spends[op]; !ok || j != i {
-					t.Fatalf("slot %d: spend of %v not indexed", i, op)
-				}
-			})
 			bytes += int64(sl.cost)
 			raw += int64(len(sl.raw))
 		}
@@ -111,12 +110,4 @@ func checkInvariants(t *testing.T, s *Store) {
 			t.Fatalf("heap order broken at %d", j)
 		}
 	}
-	spent := 0
-	for _, i := range s.spends {
-		if s.slot(i).raw == nil {
-			t.Fatalf("spend index points at free slot %d", i)
-		}
-		spent++
-	}
-	_ = spent
 }

@@ -12,16 +12,17 @@ import (
 )
 
 // Memory the store accounts for each transaction beyond its raw bytes, so
-// that MaxBytes bounds the heap the store really uses. The figures come
-// from BenchmarkStoreMemory (runtime.MemStats before and after adding 100,000
-// transactions; see docs/PERFORMANCE.md): the slot, the txid map entry, the
-// size-class rounding of the raw copy and the eviction heap make up
-// EntryOverhead; each input adds an outpoint index entry; a transaction with
-// a witness (wtxid ≠ txid) adds a wtxid map entry.
+// that MaxBytes bounds the heap the store really uses. BenchmarkStoreMemory
+// measures it (runtime.MemStats after a GC, before and after adding 30,000
+// to 300,000 transactions; see docs/PERFORMANCE.md): 167–240 bytes for a
+// segwit transaction, 117–152 without witness, the spread being the maps'
+// load factor. The slot, the txid map entry, the eviction heap and the
+// size-class rounding of the raw copy make up EntryOverhead; a transaction
+// with a witness (wtxid ≠ txid) adds a wtxid map entry, WitnessOverhead.
+// Both are set at the top of the measured range, so MaxBytes is not exceeded.
 const (
-	EntryOverhead   = 192
-	InputOverhead   = 64
-	WitnessOverhead = 56
+	EntryOverhead   = 160
+	WitnessOverhead = 80
 )
 
 // FeeUnknown is Entry.Fee when the store was not told the fee.
@@ -58,7 +59,7 @@ type StoreStats struct {
 	Adds      uint64 // transactions added
 	Removes   uint64 // removed one by one (Remove, Reconcile)
 	Confirmed uint64 // removed by RemoveConfirmed because the block holds them
-	Conflicts uint64 // removed because a block or a newer transaction spends an output they spend (descendants included)
+	Conflicts uint64 // removed because a block spends an output they spend (descendants included)
 	Evictions uint64 // dropped or not admitted because of MaxBytes
 	Rejected  uint64 // raw bytes refused: malformed or larger than MaxBytes
 
@@ -82,7 +83,6 @@ type Store struct {
 	free    []uint32
 	byTxID  map[chainhash.Hash]uint32
 	byWTxID map[chainhash.Hash]uint32 // only transactions whose wtxid differs from their txid
-	spends  map[wire.OutPoint]uint32  // outpoint → the transaction spending it
 	heap    []uint32                  // eviction order: heap[0] goes first
 	bytes   int64
 	raw     int64
@@ -95,16 +95,17 @@ type Store struct {
 
 // slot is one transaction. Slots live in fixed-size chunks and are found by
 // index, so the maps hold no pointers and the garbage collector does not
-// scan them.
+// scan them. A slot does not keep the ids (the map keys do): the rare paths
+// that need them from a slot (eviction, conflicts, Get) hash the raw bytes
+// again, which keeps 64 bytes per transaction off the heap.
 type slot struct {
-	raw   []byte // nil when the slot is free
-	txid  chainhash.Hash
-	wtxid chainhash.Hash
-	order uint64 // add order: smaller is older
-	fee   int64  // FeeUnknown or satoshis
-	vsize uint32
-	cost  uint32 // accounted bytes
-	pos   int32  // index in heap
+	raw     []byte // nil when the slot is free
+	order   uint64 // add order: smaller is older
+	fee     int64  // FeeUnknown or satoshis
+	vsize   uint32
+	cost    uint32 // accounted bytes
+	pos     int32  // index in heap
+	witness bool   // wtxid ≠ txid
 }
 
 const chunkBits = 10
@@ -116,20 +117,29 @@ func NewStore(maxBytes int64) *Store {
 		maxBytes: max(maxBytes, 0),
 		byTxID:   make(map[chainhash.Hash]uint32),
 		byWTxID:  make(map[chainhash.Hash]uint32),
-		spends:   make(map[wire.OutPoint]uint32),
 	}
 }
 
 func (s *Store) slot(i uint32) *slot { return &s.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
 
-func (s *Store) entry(sl *slot) Entry {
-	return Entry{TxID: sl.txid, WTxID: sl.wtxid, Size: len(sl.raw), VSize: int(sl.vsize), Fee: sl.fee}
+// ids hashes a stored transaction again.
+func (sl *slot) ids() (txid, wtxid chainhash.Hash) {
+	ti, _ := parseTx(sl.raw) // it parsed when it was added
+	return ti.txid, ti.wtxid
 }
 
-// Cost is the number of accounted bytes a transaction of that size, inputs
-// and witness takes in a store.
-func Cost(size, inputs int, witness bool) int64 {
-	c := int64(size) + EntryOverhead + InputOverhead*int64(inputs)
+func (s *Store) entry(sl *slot, txid chainhash.Hash) Entry {
+	wtxid := txid
+	if sl.witness {
+		wtxid = chainhash.DoubleHashH(sl.raw)
+	}
+	return Entry{TxID: txid, WTxID: wtxid, Size: len(sl.raw), VSize: int(sl.vsize), Fee: sl.fee}
+}
+
+// Cost is the number of accounted bytes a transaction of that size takes in
+// a store.
+func Cost(size int, witness bool) int64 {
+	c := int64(size) + EntryOverhead
 	if witness {
 		c += WitnessOverhead
 	}
@@ -141,12 +151,12 @@ func Cost(size, inputs int, witness bool) int64 {
 func (s *Store) Add(raw []byte) (Entry, error) { return s.AddWithFee(raw, FeeUnknown) }
 
 // AddWithFee adds a transaction whose fee is known (FeeUnknown if not).
-// Malformed bytes are refused with an error wrapping ErrMalformed. A
-// transaction that spends an output another stored transaction spends
-// replaces it, with its descendants: the node accepted the newer one. When
+// Malformed bytes are refused with an error wrapping ErrMalformed. When
 // MaxBytes would be exceeded, the transactions least worth keeping are
-// evicted first (see Evict order in the package doc); if the new one is
-// itself the least worth keeping it is not added (ErrFull).
+// evicted first (see lessSlot); if the new one is itself the least worth
+// keeping it is not added (ErrFull). The store does not check that the
+// transaction is valid or that it does not conflict with a stored one: that
+// is the node's business, and the node reports what it removes.
 func (s *Store) AddWithFee(raw []byte, fee int64) (Entry, error) {
 	ti, err := parseTx(raw)
 	if err != nil {
@@ -158,7 +168,7 @@ func (s *Store) AddWithFee(raw []byte, fee int64) (Entry, error) {
 	if fee < 0 {
 		fee = FeeUnknown
 	}
-	cost := Cost(len(raw), ti.nIn, ti.witness)
+	cost := Cost(len(raw), ti.witness)
 	if s.maxBytes > 0 && cost > s.maxBytes {
 		s.mu.Lock()
 		s.rejected++
@@ -177,23 +187,18 @@ func (s *Store) AddWithFee(raw []byte, fee int64) (Entry, error) {
 			sl.fee = fee
 			s.heapFix(int(sl.pos))
 		}
-		return s.entry(sl), ErrExists
+		return s.entry(sl, ti.txid), ErrExists
 	}
-	// The node replaced whatever spends the same outputs.
-	walkTx(cp, func(op wire.OutPoint) {
-		if j, ok := s.spends[op]; ok {
-			s.conflicts += uint64(s.removeWithDescendants(j))
-		}
-	})
-	cand := slot{raw: cp, txid: ti.txid, wtxid: ti.wtxid, order: s.order + 1, fee: fee,
-		vsize: uint32(ti.vsize), cost: uint32(cost)}
+	cand := slot{raw: cp, order: s.order + 1, fee: fee, vsize: uint32(ti.vsize), cost: uint32(cost), witness: ti.witness}
 	for s.maxBytes > 0 && s.bytes+cost > s.maxBytes && len(s.heap) > 0 {
 		if s.lessSlot(&cand, s.slot(s.heap[0])) {
 			s.evictions++
-			return s.entry(&cand), fmt.Errorf("%w: %s", ErrFull, ti.txid)
+			return s.entry(&cand, ti.txid), fmt.Errorf("%w: %s", ErrFull, ti.txid)
 		}
 		s.evictions++
-		s.removeLocked(s.heap[0])
+		v := s.slot(s.heap[0])
+		txid, wtxid := v.ids()
+		s.removeLocked(s.heap[0], txid, wtxid)
 	}
 	s.order++
 	var i uint32
@@ -214,14 +219,13 @@ func (s *Store) AddWithFee(raw []byte, fee int64) (Entry, error) {
 	if ti.witness {
 		s.byWTxID[ti.wtxid] = i
 	}
-	walkTx(cp, func(op wire.OutPoint) { s.spends[op] = i })
 	sl.pos = int32(len(s.heap))
 	s.heap = append(s.heap, i)
 	s.heapUp(int(sl.pos))
 	s.bytes += cost
 	s.raw += int64(len(cp))
 	s.adds++
-	return s.entry(sl), nil
+	return s.entry(sl, ti.txid), nil
 }
 
 // SetFee records the fee of a stored transaction (it orders evictions). It
@@ -244,6 +248,29 @@ func (s *Store) SetFee(txid chainhash.Hash, fee int64) bool {
 	return true
 }
 
+// SetFees records many fees under one lock and returns how many of the
+// transactions are in the store.
+func (s *Store) SetFees(fees map[chainhash.Hash]int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for txid, fee := range fees {
+		i, ok := s.byTxID[txid]
+		if !ok {
+			continue
+		}
+		n++
+		if fee < 0 {
+			fee = FeeUnknown
+		}
+		if sl := s.slot(i); sl.fee != fee {
+			sl.fee = fee
+			s.heapFix(int(sl.pos))
+		}
+	}
+	return n
+}
+
 // Remove drops one transaction (not its descendants: the node reports each
 // transaction it removes). It reports whether the transaction was there.
 func (s *Store) Remove(txid chainhash.Hash) bool {
@@ -251,7 +278,7 @@ func (s *Store) Remove(txid chainhash.Hash) bool {
 	defer s.mu.Unlock()
 	i, ok := s.byTxID[txid]
 	if ok {
-		s.removeLocked(i)
+		s.removeTxID(i, txid)
 		s.removes++
 	}
 	return ok
@@ -260,32 +287,85 @@ func (s *Store) Remove(txid chainhash.Hash) bool {
 // RemoveConfirmed drops the transactions of a block that the node connected,
 // and every stored transaction that spends an output the block spends (a
 // double spend the block settled), with its descendants. It returns how
-// many of each it dropped.
+// many of each it dropped. Finding the conflicts takes one pass over the
+// store under the read lock (readers go on meanwhile; a few tens of
+// milliseconds for a full mempool), which is what keeps the store free of a
+// per-input index.
 func (s *Store) RemoveConfirmed(block *wire.MsgBlock) (confirmed, conflicts int) {
-	if block == nil {
+	if block == nil || len(block.Transactions) == 0 {
 		return 0, 0
 	}
 	ids := make([]chainhash.Hash, len(block.Transactions))
+	spent := make(map[wire.OutPoint]struct{})
 	for k, tx := range block.Transactions {
 		ids[k] = tx.TxHash() // hashed outside the lock
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, tx := range block.Transactions {
-		if i, ok := s.byTxID[ids[k]]; ok {
-			s.removeLocked(i)
-			confirmed++
-		}
 		if k == 0 {
 			continue // the coinbase spends nothing
 		}
 		for _, in := range tx.TxIn {
-			if i, ok := s.spends[in.PreviousOutPoint]; ok {
-				conflicts += s.removeWithDescendants(i)
-			}
+			spent[in.PreviousOutPoint] = struct{}{}
+		}
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		if i, ok := s.byTxID[id]; ok {
+			s.removeTxID(i, id)
+			confirmed++
 		}
 	}
 	s.confirmed += uint64(confirmed)
+	empty := len(s.byTxID) == 0
+	s.mu.Unlock()
+	if len(spent) == 0 || empty {
+		return confirmed, 0
+	}
+
+	// Only the mirror's loop writes, so the set found under the read lock
+	// is still right when the write lock is taken; removal re-checks anyway.
+	s.mu.RLock()
+	dead := map[chainhash.Hash]uint32{}
+	for id, i := range s.byTxID {
+		hit := false
+		walkTx(s.slot(i).raw, func(op wire.OutPoint) {
+			if _, ok := spent[op]; ok {
+				hit = true
+			}
+		})
+		if hit {
+			dead[id] = i
+		}
+	}
+	// Descendants: whatever spends an output of a dead transaction.
+	for added := len(dead); added > 0; {
+		added = 0
+		for id, i := range s.byTxID {
+			if _, ok := dead[id]; ok {
+				continue
+			}
+			hit := false
+			walkTx(s.slot(i).raw, func(op wire.OutPoint) {
+				if _, ok := dead[op.Hash]; ok {
+					hit = true
+				}
+			})
+			if hit {
+				dead[id] = i
+				added++
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(dead) == 0 {
+		return confirmed, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, i := range dead {
+		if j, ok := s.byTxID[id]; ok && j == i {
+			s.removeTxID(i, id)
+			conflicts++
+		}
+	}
 	s.conflicts += uint64(conflicts)
 	return confirmed, conflicts
 }
@@ -301,13 +381,15 @@ func (s *Store) Reconcile(ids []chainhash.Hash) (missing []chainhash.Hash, remov
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var drop []uint32
+	var dropIDs []chainhash.Hash
 	for id, i := range s.byTxID {
 		if _, ok := listed[id]; !ok {
 			drop = append(drop, i)
+			dropIDs = append(dropIDs, id)
 		}
 	}
-	for _, i := range drop {
-		s.removeLocked(i)
+	for k, i := range drop {
+		s.removeTxID(i, dropIDs[k])
 	}
 	s.removes += uint64(len(drop))
 	for _, id := range ids {
@@ -322,42 +404,21 @@ func (s *Store) Reconcile(ids []chainhash.Hash) (missing []chainhash.Hash, remov
 	return missing, len(drop)
 }
 
-// removeWithDescendants drops i and every stored transaction that spends
-// its outputs, recursively, and returns how many it dropped.
-func (s *Store) removeWithDescendants(i uint32) int {
-	n := 0
-	stack := []uint32{i}
-	for len(stack) > 0 {
-		i := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		sl := s.slot(i)
-		if sl.raw == nil {
-			continue
-		}
-		txid, raw := sl.txid, sl.raw
-		s.removeLocked(i)
-		n++
-		nOut := walkTx(raw, nil)
-		for k := 0; k < nOut; k++ {
-			if j, ok := s.spends[wire.OutPoint{Hash: txid, Index: uint32(k)}]; ok {
-				stack = append(stack, j)
-			}
-		}
+// removeTxID removes slot i whose txid the caller knows.
+func (s *Store) removeTxID(i uint32, txid chainhash.Hash) {
+	wtxid := txid
+	if sl := s.slot(i); sl.witness {
+		wtxid = chainhash.DoubleHashH(sl.raw)
 	}
-	return n
+	s.removeLocked(i, txid, wtxid)
 }
 
-func (s *Store) removeLocked(i uint32) {
+func (s *Store) removeLocked(i uint32, txid, wtxid chainhash.Hash) {
 	sl := s.slot(i)
-	delete(s.byTxID, sl.txid)
-	if sl.wtxid != sl.txid {
-		delete(s.byWTxID, sl.wtxid)
+	delete(s.byTxID, txid)
+	if sl.witness {
+		delete(s.byWTxID, wtxid)
 	}
-	walkTx(sl.raw, func(op wire.OutPoint) {
-		if j, ok := s.spends[op]; ok && j == i {
-			delete(s.spends, op)
-		}
-	})
 	s.heapRemove(int(sl.pos))
 	s.bytes -= int64(sl.cost)
 	s.raw -= int64(len(sl.raw))
@@ -388,7 +449,7 @@ func (s *Store) byWTxIDLocked(wtxid chainhash.Hash) ([]byte, bool) {
 	}
 	// Without witness the wtxid is the txid, and only byTxID holds it.
 	if i, ok := s.byTxID[wtxid]; ok {
-		if sl := s.slot(i); sl.wtxid == wtxid {
+		if sl := s.slot(i); !sl.witness {
 			return sl.raw, true
 		}
 	}
@@ -400,7 +461,7 @@ func (s *Store) Get(txid chainhash.Hash) (Entry, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if i, ok := s.byTxID[txid]; ok {
-		return s.entry(s.slot(i)), true
+		return s.entry(s.slot(i), txid), true
 	}
 	return Entry{}, false
 }

@@ -94,7 +94,7 @@ func TestStoreAddLookup(t *testing.T) {
 			t.Errorf("%s: ok=%v, %d bytes", c.name, ok, len(got))
 		}
 	}
-	if s.Len() != 2 || s.Bytes() != Cost(len(orig), 1, false)+Cost(len(segRaw), 1, true) {
+	if s.Len() != 2 || s.Bytes() != Cost(len(orig), false)+Cost(len(segRaw), true) {
 		t.Fatalf("len %d bytes %d", s.Len(), s.Bytes())
 	}
 	if e, ok := s.Get(leg.TxHash()); !ok || e.Fee != 500 || e.WTxID != e.TxID {
@@ -126,7 +126,7 @@ func TestStoreAddLookup(t *testing.T) {
 	if _, ok := s.ByWTxID(seg.WitnessHash()); ok {
 		t.Fatal("removed tx still found by wtxid")
 	}
-	if s.Len() != 1 || s.Bytes() != Cost(len(orig), 1, false) {
+	if s.Len() != 1 || s.Bytes() != Cost(len(orig), false) {
 		t.Fatalf("after remove: len %d bytes %d", s.Len(), s.Bytes())
 	}
 	checkInvariants(t, s)
@@ -223,9 +223,10 @@ func TestRemoveConfirmedConflicts(t *testing.T) {
 	}
 }
 
-// A newer transaction spending the same output replaces the older one (the
-// node only accepts it after replacing), with its descendants.
-func TestAddReplaces(t *testing.T) {
+// Two stored transactions may spend the same output (the node reports the
+// replaced one's removal separately); a block that settles it removes the
+// loser and its descendants.
+func TestConflictingTxsCoexistUntilABlock(t *testing.T) {
 	s := NewStore(0)
 	old := simpleTx(40, true)
 	kid := synthTx(41, []wire.OutPoint{{Hash: old.TxHash(), Index: 0}}, 1, true)
@@ -235,11 +236,12 @@ func TestAddReplaces(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.Has(old.TxHash()) || s.Has(kid.TxHash()) || !s.Has(repl.TxHash()) || s.Len() != 1 {
-		t.Fatal("replacement did not replace")
+	if s.Len() != 3 {
+		t.Fatalf("len %d", s.Len())
 	}
-	if st := s.Stats(); st.Conflicts != 2 {
-		t.Fatalf("stats %+v", st)
+	c, k := s.RemoveConfirmed(&wire.MsgBlock{Transactions: []*wire.MsgTx{simpleTx(43, false), repl}})
+	if c != 1 || k != 2 || s.Len() != 0 {
+		t.Fatalf("confirmed %d conflicts %d len %d", c, k, s.Len())
 	}
 	checkInvariants(t, s)
 }
@@ -279,7 +281,7 @@ func TestReconcile(t *testing.T) {
 
 func TestEviction(t *testing.T) {
 	raw := func(seed uint64) []byte { return ser(t, simpleTx(seed, true)) }
-	one := Cost(len(raw(1)), 1, true)
+	one := Cost(len(raw(1)), true)
 	s := NewStore(4 * one) // room for exactly four
 
 	// Known fees: the lowest fee rate goes first.
@@ -347,7 +349,7 @@ func TestEviction(t *testing.T) {
 // Random operations keep the indexes, the heap and the accounting consistent.
 func TestStoreRandomOps(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	one := Cost(len(ser(t, simpleTx(1, true))), 1, true)
+	one := Cost(len(ser(t, simpleTx(1, true))), true)
 	s := NewStore(60 * one)
 	var txs []*wire.MsgTx
 	for step := range 3000 {
