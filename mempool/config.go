@@ -1,6 +1,8 @@
 package mempool
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"errors"
 	"fmt"
 	"time"
@@ -71,27 +73,16 @@ type Config struct {
 	Logger hclog.Logger
 }
 
-// ConfigError names the configuration key that is wrong and how to fix it.
-type ConfigError struct {
-	Key     string // e.g. "mempool.max-bytes"
-	Problem string
-	Fix     string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("mempool config: %s: %s; %s", e.Key, e.Problem, e.Fix)
-}
-
 // Validate checks the configuration without contacting the node.
 func (c Config) Validate() error {
 	if c.ZMQRawTx != "" && c.ZMQSequence == "" {
-		return &ConfigError{Key: "mempool.zmq-rawtx", Problem: "set without mempool.zmq-sequence",
-			Fix: "set mempool.zmq-sequence to the node's zmqpubsequence address too (rawtx alone does not say what leaves the mempool), or unset zmq-rawtx"}
+		return config.Invalid("mempool.zmq-rawtx", "set without mempool.zmq-sequence",
+			"set mempool.zmq-sequence to the node's zmqpubsequence address too (rawtx alone does not say what leaves the mempool), or unset zmq-rawtx")
 	}
 	if err := (node.ZMQConfig{Sequence: c.ZMQSequence, RawTx: c.ZMQRawTx}).Validate(); err != nil {
-		var ce *node.ConfigError
+		var ce *config.Error
 		if errors.As(err, &ce) {
-			return &ConfigError{Key: "mempool." + ce.Key, Problem: ce.Problem, Fix: ce.Fix}
+			return &config.Error{Key: "mempool." + ce.Key, Err: ce.Err, Fix: ce.Fix}
 		}
 		return err
 	}
@@ -108,21 +99,21 @@ func (c Config) Validate() error {
 	}
 	for _, d := range durations {
 		if d.d < 0 || (d.d > 0 && d.d < d.min) {
-			return &ConfigError{Key: d.key, Problem: fmt.Sprintf("%v is out of range", d.d),
-				Fix: fmt.Sprintf("use a duration of at least %v, such as %s, or leave it unset for the default", d.min, d.hint)}
+			return config.Invalid(d.key, fmt.Sprintf("%v is out of range", d.d),
+				fmt.Sprintf("use a duration of at least %v, such as %s, or leave it unset for the default", d.min, d.hint))
 		}
 	}
 	if c.MaxBytes < 0 || (c.MaxBytes > 0 && c.MaxBytes < MinMaxBytes) {
-		return &ConfigError{Key: "mempool.max-bytes", Problem: fmt.Sprintf("%d bytes is out of range", c.MaxBytes),
-			Fix: fmt.Sprintf("use at least %d (1 MiB); 536870912 (512 MiB, the default) holds a full default Bitcoin Core mempool", MinMaxBytes)}
+		return config.Invalid("mempool.max-bytes", fmt.Sprintf("%d bytes is out of range", c.MaxBytes),
+			fmt.Sprintf("use at least %d (1 MiB); 536870912 (512 MiB, the default) holds a full default Bitcoin Core mempool", MinMaxBytes))
 	}
 	if c.FetchBatch < 0 || c.FetchBatch > 10000 {
-		return &ConfigError{Key: "mempool.fetch-batch", Problem: fmt.Sprintf("%d is out of range", c.FetchBatch),
-			Fix: "use 1 to 10000 transactions per batch, such as 500, or leave it unset"}
+		return config.Invalid("mempool.fetch-batch", fmt.Sprintf("%d is out of range", c.FetchBatch),
+			"use 1 to 10000 transactions per batch, such as 500, or leave it unset")
 	}
 	if c.FetchConcurrency < 0 || c.FetchConcurrency > 64 {
-		return &ConfigError{Key: "mempool.fetch-concurrency", Problem: fmt.Sprintf("%d is out of range", c.FetchConcurrency),
-			Fix: "use 1 to 64 batches in flight, such as 2 (the node client's max-concurrent bounds it too), or leave it unset"}
+		return config.Invalid("mempool.fetch-concurrency", fmt.Sprintf("%d is out of range", c.FetchConcurrency),
+			"use 1 to 64 batches in flight, such as 2 (the node client's max-concurrent bounds it too), or leave it unset")
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package mempool
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"errors"
 	"strings"
 	"testing"
@@ -37,7 +39,7 @@ func TestConfigValidate(t *testing.T) {
 		cfg := ok
 		c.mod(&cfg)
 		err := cfg.Validate()
-		var ce *ConfigError
+		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != c.key || ce.Fix == "" || !strings.Contains(err.Error(), c.key) {
 			t.Errorf("%s: %v", c.key, err)
 		}

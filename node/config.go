@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"fmt"
 	"net"
 	"net/url"
@@ -57,62 +59,52 @@ type Config struct {
 	Logger hclog.Logger
 }
 
-// ConfigError names the configuration key that is wrong and how to fix it.
-// Key is the field name in lower case with dashes ("url", "cookie-file", ...);
-// a caller that nests the node config under a section may prefix it.
-type ConfigError struct {
-	Key     string
-	Problem string
-	Fix     string
-}
-
-func (e *ConfigError) Error() string {
-	return fmt.Sprintf("node config: %s: %s; %s", e.Key, e.Problem, e.Fix)
-}
-
-// Validate checks the configuration without contacting the node.
+// Validate checks the configuration without contacting the node. Errors are
+// *config.Error; Key is the field name in lower case with dashes ("url",
+// "cookie-file", ...), which a caller nesting the node config under a section
+// may prefix.
 func (c Config) Validate() error {
 	if strings.TrimSpace(c.URL) == "" {
-		return &ConfigError{Key: "url", Problem: "not set",
-			Fix: `set it to the node's RPC address, e.g. "http://127.0.0.1:8332" (mainnet), 18443 (regtest), 38332 (signet), 48332 (testnet4)`}
+		return config.Invalid("url", "not set",
+			`set it to the node's RPC address, e.g. "http://127.0.0.1:8332" (mainnet), 18443 (regtest), 38332 (signet), 48332 (testnet4)`)
 	}
 	if _, _, err := parseNodeURL(c.URL); err != nil {
-		return &ConfigError{Key: "url", Problem: err.Error(),
-			Fix: `use the form "http://host:port", e.g. "http://127.0.0.1:8332"`}
+		return config.Invalid("url", err.Error(),
+			`use the form "http://host:port", e.g. "http://127.0.0.1:8332"`)
 	}
 	cookie := c.CookieFile != ""
 	userpass := c.User != "" || c.Password != ""
 	switch {
 	case cookie && userpass:
-		return &ConfigError{Key: "cookie-file", Problem: "set together with user/password",
-			Fix: "use either the cookie file (Bitcoin Core's default) or rpcuser/rpcpassword, not both"}
+		return config.Invalid("cookie-file", "set together with user/password",
+			"use either the cookie file (Bitcoin Core's default) or rpcuser/rpcpassword, not both")
 	case !cookie && !userpass:
-		return &ConfigError{Key: "cookie-file", Problem: "no authentication configured",
-			Fix: "set cookie-file to the node's <datadir>/.cookie (<datadir>/<network>/.cookie off mainnet), or set user and password to the node's rpcuser/rpcpassword"}
+		return config.Invalid("cookie-file", "no authentication configured",
+			"set cookie-file to the node's <datadir>/.cookie (<datadir>/<network>/.cookie off mainnet), or set user and password to the node's rpcuser/rpcpassword")
 	case userpass && c.User == "":
-		return &ConfigError{Key: "user", Problem: "password set without a user",
-			Fix: "set user to the node's rpcuser"}
+		return config.Invalid("user", "password set without a user",
+			"set user to the node's rpcuser")
 	case userpass && c.Password == "":
-		return &ConfigError{Key: "password", Problem: "user set without a password",
-			Fix: "set password to the node's rpcpassword"}
+		return config.Invalid("password", "user set without a password",
+			"set password to the node's rpcpassword")
 	}
 	if c.Network != "" {
 		if _, ok := normalizeChain(c.Network); !ok {
-			return &ConfigError{Key: "network", Problem: fmt.Sprintf("unknown network %q", c.Network),
-				Fix: `use one of "main", "test", "testnet4", "signet", "regtest"`}
+			return config.Invalid("network", fmt.Sprintf("unknown network %q", c.Network),
+				`use one of "main", "test", "testnet4", "signet", "regtest"`)
 		}
 	}
 	if c.Timeout < 0 {
-		return &ConfigError{Key: "timeout", Problem: fmt.Sprintf("negative (%v)", c.Timeout),
-			Fix: "use a positive duration such as 30s, or leave it unset"}
+		return config.Invalid("timeout", fmt.Sprintf("negative (%v)", c.Timeout),
+			"use a positive duration such as 30s, or leave it unset")
 	}
 	if c.LongPollTimeout < 0 {
-		return &ConfigError{Key: "long-poll-timeout", Problem: fmt.Sprintf("negative (%v)", c.LongPollTimeout),
-			Fix: "use a positive duration such as 10m, or leave it unset"}
+		return config.Invalid("long-poll-timeout", fmt.Sprintf("negative (%v)", c.LongPollTimeout),
+			"use a positive duration such as 10m, or leave it unset")
 	}
 	if c.MaxConcurrent < 0 {
-		return &ConfigError{Key: "max-concurrent", Problem: fmt.Sprintf("negative (%d)", c.MaxConcurrent),
-			Fix: "use a small positive number such as 4, or leave it unset"}
+		return config.Invalid("max-concurrent", fmt.Sprintf("negative (%d)", c.MaxConcurrent),
+			"use a small positive number such as 4, or leave it unset")
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"context"
 	"errors"
 	"strings"
@@ -39,7 +41,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, b := range bad {
 		err := b.cfg.Validate()
-		var ce *ConfigError
+		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != b.key || !strings.Contains(err.Error(), b.fix) {
 			t.Errorf("%+v: got %v, want key %q mentioning %q", b.cfg, err, b.key, b.fix)
 		}

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"context"
 	"fmt"
 	"sort"
@@ -52,17 +54,18 @@ func (c ZMQConfig) Validate() error {
 			continue
 		}
 		if !strings.HasPrefix(e.ep, "tcp://") && !strings.HasPrefix(e.ep, "ipc://") {
-			return &ConfigError{Key: e.key, Problem: fmt.Sprintf("endpoint %q is not tcp:// or ipc://", e.ep),
-				Fix: "use the value of the matching zmqpub... line in bitcoin.conf, e.g. tcp://127.0.0.1:28332"}
+			return config.Invalid(e.key, fmt.Sprintf("endpoint %q is not tcp:// or ipc://", e.ep),
+				"use the value of the matching zmqpub... line in bitcoin.conf, e.g. tcp://127.0.0.1:28332")
 		}
 		if strings.HasPrefix(e.ep, "tcp://") && strings.Contains(e.ep, "0.0.0.0") {
-			return &ConfigError{Key: e.key, Problem: fmt.Sprintf("endpoint %q is a bind address", e.ep),
-				Fix: "connect to the node's address, e.g. tcp://127.0.0.1:28332, even if bitcoin.conf binds 0.0.0.0"}
+			return config.Invalid(e.key, fmt.Sprintf("endpoint %q is a bind address", e.ep),
+				"connect to the node's address, e.g. tcp://127.0.0.1:28332, even if bitcoin.conf binds 0.0.0.0")
 		}
 	}
 	if c.RcvHWM < 0 || c.MaxMessageSize < 0 || c.ReconnectInterval < 0 || c.ReconnectIntervalMax < 0 ||
 		c.KeepAliveIdle < 0 || c.PollInterval < 0 {
-		return &ConfigError{Key: "zmq", Problem: "negative limit or interval", Fix: "use positive values or leave them unset"}
+		return config.Invalid("zmq", "negative limit or interval",
+			"use positive values or leave them unset")
 	}
 	return nil
 }
@@ -121,8 +124,8 @@ func NewSubscriber(cfg ZMQConfig) (*Subscriber, error) {
 		return nil, err
 	}
 	if !cfg.Enabled() {
-		return nil, &ConfigError{Key: "zmq", Problem: "no endpoint configured",
-			Fix: "set zmq-hashblock (and zmq-sequence) to the node's zmqpubhashblock/zmqpubsequence addresses, or run without ZMQ"}
+		return nil, config.Invalid("zmq", "no endpoint configured",
+			"set zmq-hashblock (and zmq-sequence) to the node's zmqpubhashblock/zmqpubsequence addresses, or run without ZMQ")
 	}
 	cfg = cfg.withDefaults()
 	byEndpoint := map[string][]string{}

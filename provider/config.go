@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"errors"
 	"fmt"
 	"time"
@@ -61,17 +63,8 @@ type Config struct {
 	MaxGroups int
 }
 
-// ConfigError names the configuration key a Config check failed on.
-type ConfigError struct {
-	Key string
-	Err error
-}
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("config key %q: %v", e.Key, e.Err) }
-func (e *ConfigError) Unwrap() error { return e.Err }
-
 func cfgErr(key, format string, args ...any) error {
-	return &ConfigError{Key: key, Err: fmt.Errorf(format, args...)}
+	return &config.Error{Key: key, Err: fmt.Errorf(format, args...)}
 }
 
 // WithDefaults returns cfg with every zero field set to its default.
@@ -106,7 +99,7 @@ func (cfg Config) WithDefaults() Config {
 	return cfg
 }
 
-// Validate checks cfg after defaults are applied; errors are *ConfigError
+// Validate checks cfg after defaults are applied; errors are *config.Error
 // naming the configuration key.
 func (cfg Config) Validate() error {
 	c := cfg.WithDefaults()

@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"github.com/sv2kit/sv2kit/internal/config"
+
 	"errors"
 	"strings"
 	"testing"
@@ -31,7 +33,7 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var ce *ConfigError
+			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(err.Error(), tc.key) {
 				t.Fatalf("error %v, want one naming %q", err, tc.key)
 			}

@@ -30,15 +30,30 @@ type Key struct {
 	field   reflect.Value
 }
 
-// Error names the key at fault and what to do.
+// Error names the key at fault and what to do. Every package that checks
+// configuration returns it, so an operator always sees the key.
 type Error struct {
 	Key    string
-	Source string // "file", "environment", "flag" or "check"
+	Source string // where the value came from ("flag -x", "environment X", "file f"); empty for checks
 	Err    error
+	Fix    string // what to do instead; may be empty
+}
+
+// Invalid reports a value of key that fails a check, and the fix.
+func Invalid(key, problem, fix string) *Error {
+	return &Error{Key: key, Err: errors.New(problem), Fix: fix}
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("config key %q (%s): %v", e.Key, e.Source, e.Err)
+	msg := fmt.Sprintf("config key %q", e.Key)
+	if e.Source != "" {
+		msg += " (" + e.Source + ")"
+	}
+	msg += fmt.Sprintf(": %v", e.Err)
+	if e.Fix != "" {
+		msg += "; " + e.Fix
+	}
+	return msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
