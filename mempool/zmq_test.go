@@ -3,114 +3,36 @@ package mempool
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
-	zmq "github.com/pebbe/zmq4"
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/node"
 )
 
-// corePub is a real libzmq PUB socket that sends what Bitcoin Core sends:
-// [topic, body, 4-byte LE sequence number], one counter per topic.
-type corePub struct {
-	t        *testing.T
-	zctx     *zmq.Context
-	sock     *zmq.Socket
-	endpoint string
-	seq      map[string]uint32
-	mempool  uint64 // Core's mempool sequence, carried by A and R
-}
-
-func newCorePub(t *testing.T, endpoint string) *corePub {
-	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := zctx.NewSocket(zmq.PUB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock.SetLinger(0)
-	if endpoint == "" {
-		endpoint = "tcp://127.0.0.1:*"
-	}
-	if err := sock.Bind(endpoint); err != nil {
-		t.Fatalf("bind %s: %v", endpoint, err)
-	}
-	ep, err := sock.GetLastEndpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &corePub{t: t, zctx: zctx, sock: sock, endpoint: ep, seq: map[string]uint32{}, mempool: 1000}
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *corePub) close() {
-	if p.sock != nil {
-		p.sock.Close()
-		p.zctx.Term()
-		p.sock = nil
-	}
-}
-
-func (p *corePub) send(topic string, body []byte) {
-	p.t.Helper()
-	n := p.seq[topic]
-	p.seq[topic] = n + 1
-	var s [4]byte
-	binary.LittleEndian.PutUint32(s[:], n)
-	if _, err := p.sock.SendMessage([]byte(topic), body, s[:]); err != nil {
-		p.t.Fatalf("publish: %v", err)
-	}
-}
-
-// displayBytes is a hash as Core publishes it (reversed, RPC display order).
-func displayBytes(h chainhash.Hash) []byte {
-	b := make([]byte, 32)
-	for i := range 32 {
-		b[i] = h[31-i]
-	}
-	return b
-}
-
-func (p *corePub) seqEvent(h chainhash.Hash, label byte) {
-	p.t.Helper()
-	body := append(displayBytes(h), label)
-	if label == 'A' || label == 'R' {
-		p.mempool++
-		body = binary.LittleEndian.AppendUint64(body, p.mempool)
-	}
-	p.send(node.TopicSequence, body)
-}
-
-func (p *corePub) added(tx *wire.MsgTx)   { p.seqEvent(tx.TxHash(), 'A') }
-func (p *corePub) removed(tx *wire.MsgTx) { p.seqEvent(tx.TxHash(), 'R') }
-func (p *corePub) rawtx(tx *wire.MsgTx) {
-	p.t.Helper()
+// rawTx serializes tx for the rawtx topic.
+func rawTx(tx *wire.MsgTx) []byte {
 	var buf bytes.Buffer
 	tx.Serialize(&buf)
-	p.send(node.TopicRawTx, buf.Bytes())
+	return buf.Bytes()
 }
 
 // warmUp publishes a harmless message (a 'C' for the current tip: the
 // mirror fetches the block and finds nothing to remove) until the mirror
 // has received one: PUB drops everything sent before the subscription
 // reached it (the slow joiner). Later messages arrive in order after it.
-func warmUp(t *testing.T, p *corePub, m *Mirror, tip chainhash.Hash) {
+func warmUp(t *testing.T, p *zmqtest.CorePub, m *Mirror, tip chainhash.Hash) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for m.Stats().ZMQEvents == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the mirror never received a ZMQ message")
 		}
-		p.seqEvent(tip, 'C')
+		p.Sequence(tip, 'C')
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Let the last warm-up messages be handled (each is one block fetch).
@@ -151,8 +73,8 @@ func TestMirrorZMQRegtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := newCorePub(t, "")
-	m := startMirror(t, Config{ZMQSequence: pub.endpoint, ZMQRawTx: pub.endpoint, FetchDelay: 200 * time.Millisecond,
+	pub := zmqtest.New(t, "")
+	m := startMirror(t, Config{ZMQSequence: pub.Endpoint(), ZMQRawTx: pub.Endpoint(), FetchDelay: 200 * time.Millisecond,
 		ResyncInterval: time.Hour, RetryMax: 200 * time.Millisecond}, c)
 	if !inMirror(m.Store(), pre...) || m.Stats().Mode != ModeZMQ {
 		t.Fatal("first fill incomplete")
@@ -175,11 +97,11 @@ func TestMirrorZMQRegtest(t *testing.T) {
 		return tx
 	}
 	tx1, tx2, tx3 := send(regtest.SendOpts{}), send(regtest.SendOpts{Outputs: 2}), send(regtest.SendOpts{SpendUnconfirmed: true})
-	pub.rawtx(tx1)
-	pub.added(tx1)
-	pub.added(tx2)
-	pub.rawtx(tx2)
-	pub.added(tx3)
+	pub.RawTx(rawTx(tx1))
+	pub.Sequence(tx1.TxHash(), 'A')
+	pub.Sequence(tx2.TxHash(), 'A')
+	pub.RawTx(rawTx(tx2))
+	pub.Sequence(tx3.TxHash(), 'A')
 	waitFor(t, 5*time.Second, "three announced transactions", func() bool { return inMirror(m.Store(), tx1, tx2, tx3) })
 	st := m.Stats()
 	if st.FromRawTx-base.FromRawTx != 2 || st.Fetched-base.Fetched != 1 {
@@ -188,17 +110,17 @@ func TestMirrorZMQRegtest(t *testing.T) {
 
 	// A replacement: the node removes the original ('R') and adds the new one.
 	orig := send(regtest.SendOpts{Replaceable: true})
-	pub.added(orig)
-	pub.rawtx(orig)
+	pub.Sequence(orig.TxHash(), 'A')
+	pub.RawTx(rawTx(orig))
 	waitFor(t, 5*time.Second, "the replaceable transaction", func() bool { return inMirror(m.Store(), orig) })
 	repl, err := w.DoubleSpend(ctx, orig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sendRaw(t, ctx, n, repl)
-	pub.removed(orig)
-	pub.added(repl)
-	pub.rawtx(repl)
+	pub.Sequence(orig.TxHash(), 'R')
+	pub.Sequence(repl.TxHash(), 'A')
+	pub.RawTx(rawTx(repl))
 	waitFor(t, 5*time.Second, "the replacement", func() bool { return inMirror(m.Store(), repl) && !m.Store().Has(orig.TxHash()) })
 	if d := diffNode(ctx, c, m.Store()); d != "" {
 		t.Fatalf("after the replacement: %s", d)
@@ -215,9 +137,9 @@ func TestMirrorZMQRegtest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tx := range []*wire.MsgTx{tx1, tx2, tx3, repl} {
-		pub.rawtx(tx) // Core publishes the block's transactions again
+		pub.RawTx(rawTx(tx)) // Core publishes the block's transactions again
 	}
-	pub.seqEvent(*hashes[0], 'C')
+	pub.Sequence(*hashes[0], 'C')
 	waitFor(t, 5*time.Second, "the block's transactions to leave", func() bool { return m.Store().Len() == 0 })
 	if st := m.Stats(); st.Blocks-base.Blocks != 1 || st.Confirmed < 9 || st.Resyncs != 1 || st.Gaps != 0 {
 		t.Fatalf("after the block: %+v", st)
@@ -226,8 +148,8 @@ func TestMirrorZMQRegtest(t *testing.T) {
 	// A lost rawtx message is no reason to resync: the announcement still
 	// comes and the transaction is fetched.
 	tx5 := send(regtest.SendOpts{})
-	pub.seq[node.TopicRawTx]++
-	pub.added(tx5)
+	pub.Seq[node.TopicRawTx]++
+	pub.Sequence(tx5.TxHash(), 'A')
 	waitFor(t, 5*time.Second, "a transaction after a rawtx gap", func() bool { return inMirror(m.Store(), tx5) })
 	if st := m.Stats(); st.Resyncs != 1 {
 		t.Fatalf("rawtx gap resynced: %+v", st)
@@ -239,8 +161,8 @@ func TestMirrorZMQRegtest(t *testing.T) {
 	for range 4 {
 		silent = append(silent, send(regtest.SendOpts{}))
 	}
-	pub.seq[node.TopicSequence]++ // one message lost
-	pub.added(silent[0])
+	pub.Seq[node.TopicSequence]++ // one message lost
+	pub.Sequence(silent[0].TxHash(), 'A')
 	waitFor(t, 5*time.Second, "the resync after a gap", func() bool { return inMirror(m.Store(), silent...) })
 	if st := m.Stats(); st.Gaps != 1 || st.Resyncs != 2 {
 		t.Fatalf("after the gap: %+v", st)
@@ -253,9 +175,9 @@ func TestMirrorZMQRegtest(t *testing.T) {
 	// counters from zero): the reconnection is a gap, and the mirror
 	// resyncs and finds what it was never told about.
 	later := send(regtest.SendOpts{})
-	ep := pub.endpoint
-	pub.close()
-	pub = newCorePub(t, ep)
+	ep := pub.Endpoint()
+	pub.Close()
+	pub = zmqtest.New(t, ep)
 	waitFor(t, 10*time.Second, "the resync after the publisher restarted", func() bool { return m.Stats().Resyncs >= 3 })
 	if !inMirror(m.Store(), later) {
 		t.Fatal("the resync after the reconnection missed a transaction")
@@ -267,7 +189,7 @@ func TestMirrorZMQRegtest(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no announcement received after the publisher restarted")
 		}
-		pub.added(after) // repeated until the subscription is back (slow joiner)
+		pub.Sequence(after.TxHash(), 'A') // repeated until the subscription is back (slow joiner)
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitConverged(t, ctx, c, m.Store(), 5*time.Second)

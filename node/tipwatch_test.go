@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"strings"
 	"sync"
 	"testing"
@@ -133,8 +134,8 @@ func TestTipWatcherZMQAndRecovery(t *testing.T) {
 	}
 
 	// ZMQ: publisher → Subscriber → Notify → Tip, without any RPC.
-	pub := newCorePub(t, "")
-	events, _, _ := runSubscriber(t, ZMQConfig{HashBlock: pub.endpoint, Sequence: pub.endpoint})
+	pub := zmqtest.New(t, "")
+	events, _, _ := runSubscriber(t, ZMQConfig{HashBlock: pub.Endpoint(), Sequence: pub.Endpoint()})
 	warmUp(t, pub, events, TopicHashBlock, TopicSequence)
 	fwdCtx, stopFwd := context.WithCancel(context.Background())
 	fwdDone := make(chan struct{})
@@ -155,15 +156,15 @@ func TestTipWatcherZMQAndRecovery(t *testing.T) {
 	h1 := hashN(11)
 	s.setTip(h1)
 	start := time.Now()
-	pub.hashblock(h1)
+	pub.HashBlock(h1)
 	if tip := nextTip(t, tips); tip.Hash != h1 || tip.Source != SourceZMQ {
 		t.Fatalf("zmq tip %+v", tip)
 	}
 	t.Logf("hashblock published → Tip delivered in %v", time.Since(start))
 	// sequence 'C' for the same block, and mempool events: nothing new.
-	pub.send(TopicSequence, seqBody(h1, 'C', nil))
+	pub.Send(TopicSequence, seqBody(h1, 'C', nil))
 	ms := uint64(3)
-	pub.send(TopicSequence, seqBody(hashN(50), 'A', &ms))
+	pub.Send(TopicSequence, seqBody(hashN(50), 'A', &ms))
 	select {
 	case tip := <-tips:
 		t.Fatalf("unexpected tip %+v", tip)
@@ -177,8 +178,8 @@ func TestTipWatcherZMQAndRecovery(t *testing.T) {
 	// makes the watcher ask the node, which knows h2.
 	h2 := hashN(12)
 	s.setTip(h2)
-	pub.seq[TopicHashBlock]++ // the lost announcement
-	pub.hashblock(h2)         // arrives as Gap, then BlockConnected h2
+	pub.Seq[TopicHashBlock]++ // the lost announcement
+	pub.HashBlock(h2)         // arrives as Gap, then BlockConnected h2
 	tip := nextTip(t, tips)
 	if tip.Hash != h2 {
 		t.Fatalf("after gap: %+v", tip)

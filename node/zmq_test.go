@@ -4,77 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/hashicorp/go-hclog"
-	zmq "github.com/pebbe/zmq4"
 )
-
-// corePub is a real libzmq PUB socket that sends what Bitcoin Core sends:
-// [topic, body, 4-byte LE sequence number], one counter per topic.
-type corePub struct {
-	t        *testing.T
-	zctx     *zmq.Context
-	sock     *zmq.Socket
-	endpoint string
-	seq      map[string]uint32
-}
-
-func newCorePub(t *testing.T, endpoint string) *corePub {
-	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := zctx.NewSocket(zmq.PUB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock.SetLinger(0)
-	if endpoint == "" {
-		endpoint = "tcp://127.0.0.1:*"
-	}
-	if err := sock.Bind(endpoint); err != nil {
-		t.Fatalf("bind %s: %v", endpoint, err)
-	}
-	ep, err := sock.GetLastEndpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &corePub{t: t, zctx: zctx, sock: sock, endpoint: ep, seq: map[string]uint32{}}
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *corePub) close() {
-	if p.sock != nil {
-		p.sock.Close()
-		p.zctx.Term()
-		p.sock = nil
-	}
-}
-
-func (p *corePub) send(topic string, body []byte) {
-	p.t.Helper()
-	n := p.seq[topic]
-	p.seq[topic] = n + 1
-	p.raw([]byte(topic), body, le32(n))
-}
-
-func (p *corePub) raw(frames ...[]byte) {
-	p.t.Helper()
-	parts := make([]any, len(frames))
-	for i, f := range frames {
-		parts[i] = f
-	}
-	if _, err := p.sock.SendMessage(parts...); err != nil {
-		p.t.Fatalf("publish: %v", err)
-	}
-}
-
-func (p *corePub) hashblock(h chainhash.Hash) { p.send(TopicHashBlock, displayBytes(h)) }
 
 // runSubscriber starts Run; stop cancels it and returns Run's error and how
 // long it took to return.
@@ -141,7 +77,7 @@ func expectNone(t *testing.T, events chan Event) {
 // PUB/SUB slow joiner: messages before the subscription reaches the
 // publisher are dropped), then sends a marker per topic and drains up to it,
 // so the test continues from a clean, in-sequence state.
-func warmUp(t *testing.T, p *corePub, events chan Event, topics ...string) {
+func warmUp(t *testing.T, p *zmqtest.CorePub, events chan Event, topics ...string) {
 	t.Helper()
 	warm := hashN(200)
 	seen := map[string]bool{}
@@ -152,7 +88,7 @@ func warmUp(t *testing.T, p *corePub, events chan Event, topics ...string) {
 		}
 		for _, tp := range topics {
 			if !seen[tp] {
-				p.send(tp, warmBody(tp, warm))
+				p.Send(tp, warmBody(tp, warm))
 			}
 		}
 		timer := time.After(20 * time.Millisecond)
@@ -168,7 +104,7 @@ func warmUp(t *testing.T, p *corePub, events chan Event, topics ...string) {
 	}
 	marker := hashN(201)
 	for _, tp := range topics {
-		p.send(tp, warmBody(tp, marker))
+		p.Send(tp, warmBody(tp, marker))
 		for {
 			ev := next(t, events)
 			if _, gap := ev.(Gap); gap {
@@ -189,7 +125,7 @@ func warmBody(topic string, h chainhash.Hash) []byte {
 	case TopicRawTx:
 		return h[:]
 	}
-	return displayBytes(h)
+	return zmqtest.DisplayBytes(h)
 }
 
 func topicOf(t *testing.T, ev Event) string {
@@ -218,23 +154,23 @@ func isMarker(ev Event, h chainhash.Hash) bool {
 }
 
 func TestZMQCoreFrames(t *testing.T) {
-	pub := newCorePub(t, "")
-	events, sub, stop := runSubscriber(t, ZMQConfig{HashBlock: pub.endpoint, Sequence: pub.endpoint, RawTx: pub.endpoint})
+	pub := zmqtest.New(t, "")
+	events, sub, stop := runSubscriber(t, ZMQConfig{HashBlock: pub.Endpoint(), Sequence: pub.Endpoint(), RawTx: pub.Endpoint()})
 	warmUp(t, pub, events, TopicHashBlock, TopicSequence, TopicRawTx)
 
 	// hashblock: the body is the hash in RPC display order.
 	h1 := hashN(1)
-	pub.hashblock(h1)
+	pub.HashBlock(h1)
 	if ev := next(t, events); ev != (BlockConnected{Hash: h1, Topic: TopicHashBlock}) {
 		t.Fatalf("hashblock: %#v", ev)
 	}
 	// sequence C, D, A, R.
 	h2, h3, tx1, tx2 := hashN(2), hashN(3), hashN(4), hashN(5)
 	s7, s8 := uint64(7), uint64(8)
-	pub.send(TopicSequence, seqBody(h2, 'C', nil))
-	pub.send(TopicSequence, seqBody(h3, 'D', nil))
-	pub.send(TopicSequence, seqBody(tx1, 'A', &s7))
-	pub.send(TopicSequence, seqBody(tx2, 'R', &s8))
+	pub.Send(TopicSequence, seqBody(h2, 'C', nil))
+	pub.Send(TopicSequence, seqBody(h3, 'D', nil))
+	pub.Send(TopicSequence, seqBody(tx1, 'A', &s7))
+	pub.Send(TopicSequence, seqBody(tx2, 'R', &s8))
 	for _, want := range []Event{
 		BlockConnected{Hash: h2, Topic: TopicSequence}, BlockDisconnected{Hash: h3},
 		TxAdded{TxID: tx1, MempoolSeq: 7}, TxRemoved{TxID: tx2, MempoolSeq: 8},
@@ -247,34 +183,34 @@ func TestZMQCoreFrames(t *testing.T) {
 	legacy, _ := testTxs()
 	var buf bytes.Buffer
 	legacy.Serialize(&buf)
-	pub.send(TopicRawTx, buf.Bytes())
+	pub.Send(TopicRawTx, buf.Bytes())
 	if ev, ok := next(t, events).(RawTx); !ok || !bytes.Equal(ev.Tx, buf.Bytes()) {
 		t.Fatalf("rawtx: %#v", ev)
 	}
 	expectNone(t, events)
 
 	// A lost message: the sequence number skips one.
-	n := pub.seq[TopicHashBlock]
-	pub.seq[TopicHashBlock]++
+	n := pub.Seq[TopicHashBlock]
+	pub.Seq[TopicHashBlock]++
 	h4 := hashN(6)
-	pub.hashblock(h4)
-	if ev := next(t, events); ev != (Gap{Topic: TopicHashBlock, Endpoint: pub.endpoint, Expected: n, Got: n + 1}) {
+	pub.HashBlock(h4)
+	if ev := next(t, events); ev != (Gap{Topic: TopicHashBlock, Endpoint: pub.Endpoint(), Expected: n, Got: n + 1}) {
 		t.Fatalf("gap: %#v", ev)
 	}
 	if ev := next(t, events); ev != (BlockConnected{Hash: h4, Topic: TopicHashBlock}) {
 		t.Fatalf("message after gap: %#v", ev)
 	}
 	// Other topics are unaffected.
-	pub.send(TopicSequence, seqBody(h4, 'C', nil))
+	pub.Send(TopicSequence, seqBody(h4, 'C', nil))
 	if ev := next(t, events); ev != (BlockConnected{Hash: h4, Topic: TopicSequence}) {
 		t.Fatalf("sequence after hashblock gap: %#v", ev)
 	}
 
 	// A restart-style reset: the counter starts again at 0.
-	n = pub.seq[TopicSequence]
-	pub.seq[TopicSequence] = 0
-	pub.send(TopicSequence, seqBody(tx1, 'A', &s8))
-	if ev := next(t, events); ev != (Gap{Topic: TopicSequence, Endpoint: pub.endpoint, Expected: n, Got: 0}) {
+	n = pub.Seq[TopicSequence]
+	pub.Seq[TopicSequence] = 0
+	pub.Send(TopicSequence, seqBody(tx1, 'A', &s8))
+	if ev := next(t, events); ev != (Gap{Topic: TopicSequence, Endpoint: pub.Endpoint(), Expected: n, Got: 0}) {
 		t.Fatalf("reset: %#v", ev)
 	}
 	if ev := next(t, events); ev != (TxAdded{TxID: tx1, MempoolSeq: 8}) {
@@ -284,17 +220,17 @@ func TestZMQCoreFrames(t *testing.T) {
 	// Malformed messages are skipped; the loop goes on. Those with a valid
 	// sequence frame still count, so no gap follows them.
 	before := sub.Stats().Malformed
-	pub.raw([]byte(TopicHashBlock), displayBytes(h1))                  // 2 frames
-	pub.send(TopicHashBlock, displayBytes(h1)[:31])                    // 31-byte hash
-	pub.send(TopicSequence, seqBody(h1, 'X', nil))                     // unknown label
-	pub.raw([]byte(TopicSequence), seqBody(h1, 'C', nil), []byte{1})   // short sequence frame
-	pub.raw([]byte(TopicRawTx), []byte{1}, le32(1), []byte("extra..")) // 4 frames
+	pub.Raw([]byte(TopicHashBlock), zmqtest.DisplayBytes(h1))          // 2 frames
+	pub.Send(TopicHashBlock, zmqtest.DisplayBytes(h1)[:31])            // 31-byte hash
+	pub.Send(TopicSequence, seqBody(h1, 'X', nil))                     // unknown label
+	pub.Raw([]byte(TopicSequence), seqBody(h1, 'C', nil), []byte{1})   // short sequence frame
+	pub.Raw([]byte(TopicRawTx), []byte{1}, le32(1), []byte("extra..")) // 4 frames
 	h5 := hashN(7)
-	pub.hashblock(h5)
+	pub.HashBlock(h5)
 	if ev := next(t, events); ev != (BlockConnected{Hash: h5, Topic: TopicHashBlock}) {
 		t.Fatalf("after malformed: %#v", ev)
 	}
-	pub.send(TopicSequence, seqBody(h5, 'D', nil))
+	pub.Send(TopicSequence, seqBody(h5, 'D', nil))
 	if ev := next(t, events); ev != (BlockDisconnected{Hash: h5}) {
 		t.Fatalf("sequence after malformed: %#v", ev)
 	}
@@ -319,25 +255,25 @@ func TestZMQCoreFrames(t *testing.T) {
 // Each topic on its own endpoint, and a publisher that really restarts (its
 // socket closed and bound again, counters from 0), as when the node restarts.
 func TestZMQSeparateEndpointsAndRestart(t *testing.T) {
-	blocks := newCorePub(t, "")
-	seqs := newCorePub(t, "")
-	events, _, stop := runSubscriber(t, ZMQConfig{HashBlock: blocks.endpoint, Sequence: seqs.endpoint})
+	blocks := zmqtest.New(t, "")
+	seqs := zmqtest.New(t, "")
+	events, _, stop := runSubscriber(t, ZMQConfig{HashBlock: blocks.Endpoint(), Sequence: seqs.Endpoint()})
 	warmUp(t, blocks, events, TopicHashBlock)
 	warmUp(t, seqs, events, TopicSequence)
 
 	h := hashN(30)
-	blocks.hashblock(h)
+	blocks.HashBlock(h)
 	if ev := next(t, events); ev != (BlockConnected{Hash: h, Topic: TopicHashBlock}) {
 		t.Fatalf("hashblock: %#v", ev)
 	}
 
 	// The node restarts: same endpoint, new socket, counters from zero.
-	ep := blocks.endpoint
-	blocks.close()
+	ep := blocks.Endpoint()
+	blocks.Close()
 	// The subscriber notices the connection drop and, once the publisher is
 	// back, reports a Gap at once, before any new message: a restarted node
 	// counts from 0 again, so the numbers alone may not show what was lost.
-	blocks = newCorePub(t, ep)
+	blocks = zmqtest.New(t, ep)
 	ev := next(t, events)
 	if g, ok := ev.(Gap); !ok || !g.Reconnect || g.Topic != TopicHashBlock || g.Endpoint != ep {
 		t.Fatalf("after restart: %#v, want a reconnect Gap", ev)
@@ -348,7 +284,7 @@ func TestZMQSeparateEndpointsAndRestart(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no message after the publisher restarted")
 		}
-		blocks.hashblock(hashN(31))
+		blocks.HashBlock(hashN(31))
 		select {
 		case ev := <-events:
 			if ev != (BlockConnected{Hash: hashN(31), Topic: TopicHashBlock}) {
@@ -361,14 +297,14 @@ func TestZMQSeparateEndpointsAndRestart(t *testing.T) {
 	// The first message after the reconnect set a new baseline: in order
 	// from there, no further gap.
 	for range 3 {
-		blocks.hashblock(hashN(32))
+		blocks.HashBlock(hashN(32))
 		if ev := next(t, events); ev != (BlockConnected{Hash: hashN(32), Topic: TopicHashBlock}) {
 			t.Fatalf("after the new baseline: %#v", ev)
 		}
 	}
 	// The other endpoint was not affected.
 	s9 := uint64(9)
-	seqs.send(TopicSequence, seqBody(h, 'A', &s9))
+	seqs.Send(TopicSequence, seqBody(h, 'A', &s9))
 	if ev := next(t, events); ev != (TxAdded{TxID: h, MempoolSeq: 9}) {
 		t.Fatalf("other endpoint: %#v", ev)
 	}
@@ -379,8 +315,8 @@ func TestZMQSeparateEndpointsAndRestart(t *testing.T) {
 
 // A consumer that stops reading must not keep Run from stopping.
 func TestZMQStopsWhileBlockedOnConsumer(t *testing.T) {
-	pub := newCorePub(t, "")
-	cfg := ZMQConfig{HashBlock: pub.endpoint, PollInterval: 20 * time.Millisecond}
+	pub := zmqtest.New(t, "")
+	cfg := ZMQConfig{HashBlock: pub.Endpoint(), PollInterval: 20 * time.Millisecond}
 	sub, err := NewSubscriber(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -391,7 +327,7 @@ func TestZMQStopsWhileBlockedOnConsumer(t *testing.T) {
 	go func() { done <- sub.Run(ctx, events) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for sub.Stats().Messages == 0 && time.Now().Before(deadline) {
-		pub.hashblock(hashN(1))
+		pub.HashBlock(hashN(1))
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()

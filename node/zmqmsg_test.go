@@ -4,20 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
 )
 
 // reversed returns h's bytes in RPC display order, as Core publishes them.
-func displayBytes(h [32]byte) []byte {
-	b := make([]byte, 32)
-	for i := range 32 {
-		b[i] = h[31-i]
-	}
-	return b
-}
 
 func seqBody(h [32]byte, label byte, mempoolSeq *uint64) []byte {
-	b := append(displayBytes(h), label)
+	b := append(zmqtest.DisplayBytes(h), label)
 	if mempoolSeq != nil {
 		b = binary.LittleEndian.AppendUint64(b, *mempoolSeq)
 	}
@@ -27,7 +21,7 @@ func seqBody(h [32]byte, label byte, mempoolSeq *uint64) []byte {
 func TestParseZMQMessages(t *testing.T) {
 	h := hashN(5)
 	// Core sends the hash in display order: its hex is the RPC string.
-	if hex.EncodeToString(displayBytes(h)) != h.String() {
+	if hex.EncodeToString(zmqtest.DisplayBytes(h)) != h.String() {
 		t.Fatal("display order helper wrong")
 	}
 	ms := uint64(0x0102030405060708)
@@ -36,7 +30,7 @@ func TestParseZMQMessages(t *testing.T) {
 		body  []byte
 		want  Event
 	}{
-		{TopicHashBlock, displayBytes(h), BlockConnected{Hash: h, Topic: TopicHashBlock}},
+		{TopicHashBlock, zmqtest.DisplayBytes(h), BlockConnected{Hash: h, Topic: TopicHashBlock}},
 		{TopicSequence, seqBody(h, 'C', nil), BlockConnected{Hash: h, Topic: TopicSequence}},
 		{TopicSequence, seqBody(h, 'D', nil), BlockDisconnected{Hash: h}},
 		{TopicSequence, seqBody(h, 'A', &ms), TxAdded{TxID: h, MempoolSeq: ms}},
@@ -58,9 +52,9 @@ func TestParseZMQMessages(t *testing.T) {
 	}
 
 	for name, frames := range map[string][][]byte{
-		"two frames":   {[]byte(TopicHashBlock), displayBytes(h)},
-		"four frames":  {[]byte(TopicHashBlock), displayBytes(h), le32(1), {}},
-		"short seq":    {[]byte(TopicHashBlock), displayBytes(h), {1, 0, 0}},
+		"two frames":   {[]byte(TopicHashBlock), zmqtest.DisplayBytes(h)},
+		"four frames":  {[]byte(TopicHashBlock), zmqtest.DisplayBytes(h), le32(1), {}},
+		"short seq":    {[]byte(TopicHashBlock), zmqtest.DisplayBytes(h), {1, 0, 0}},
 		"no frames":    {},
 		"empty topics": {{}, {}, {}},
 	} {
@@ -72,14 +66,14 @@ func TestParseZMQMessages(t *testing.T) {
 		topic string
 		body  []byte
 	}{
-		"31-byte hash":     {TopicHashBlock, displayBytes(h)[:31]},
-		"33-byte hash":     {TopicHashBlock, append(displayBytes(h), 0)},
+		"31-byte hash":     {TopicHashBlock, zmqtest.DisplayBytes(h)[:31]},
+		"33-byte hash":     {TopicHashBlock, append(zmqtest.DisplayBytes(h), 0)},
 		"unknown label":    {TopicSequence, seqBody(h, 'X', nil)},
 		"C with mempool#":  {TopicSequence, seqBody(h, 'C', &ms)},
 		"A without seq":    {TopicSequence, seqBody(h, 'A', nil)},
-		"short sequence":   {TopicSequence, displayBytes(h)},
+		"short sequence":   {TopicSequence, zmqtest.DisplayBytes(h)},
 		"empty rawtx":      {TopicRawTx, nil},
-		"other topic":      {"hashtx", displayBytes(h)},
+		"other topic":      {"hashtx", zmqtest.DisplayBytes(h)},
 		"truncated R body": {TopicSequence, seqBody(h, 'R', &ms)[:40]},
 	} {
 		if ev, err := parseBody(m.topic, m.body); err == nil {
