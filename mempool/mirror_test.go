@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
 	"github.com/sv2kit/sv2kit/node"
 )
 

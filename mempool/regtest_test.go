@@ -11,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/hashicorp/go-hclog"
+
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/node"
 )

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
 	"time"
 
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
+
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/node"
 )

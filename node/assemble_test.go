@@ -1,17 +1,17 @@
 package node
 
 import (
-	"math/big"
-
 	"bytes"
 	"encoding/binary"
-	"github.com/sv2kit/sv2kit/templates"
+	"math/big"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/sv2kit/sv2kit/templates"
 )
 
 // Block assembly for tests only: the templates/ package owns the real one.

@@ -5,10 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/sv2kit/sv2kit/templates"
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/sv2kit/sv2kit/templates"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"

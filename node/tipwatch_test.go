@@ -3,11 +3,12 @@ package node
 import (
 	"bytes"
 	"context"
-	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 
 	"github.com/hashicorp/go-hclog"
 )

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/hashicorp/go-hclog"

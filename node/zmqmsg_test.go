@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"github.com/sv2kit/sv2kit/internal/zmqtest"
 	"testing"
+
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
 )
 
 // reversed returns h's bytes in RPC display order, as Core publishes them.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/wire"
+
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/templates"
 )

@@ -10,6 +10,7 @@ import (
 	"github.com/btcsuite/btcd/blockchain"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
+
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/templates"
 )
