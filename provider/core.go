@@ -442,18 +442,13 @@ func (c *Core) buildFor(r templates.Reservation) (*templates.Template, error) {
 	}
 	if len(kept) == len(c.src.Txs) {
 		if c.srcFull == nil {
-			if c.srcFull, err = templates.Build(c.src, r); err != nil {
+			if c.srcFull, err = templates.BuildFitted(c.src, kept, 0); err != nil {
 				return nil, err
 			}
 		}
 		return c.srcFull, nil
 	}
-	// Build on the fitted set so Build does not fit again: its value is
-	// reduced by the dropped fees and its witness commitment recomputed
-	// (nil makes Build compute it when a kept transaction has a witness).
-	sub := *c.src
-	sub.Txs, sub.CoinbaseValue, sub.WitnessCommitment = kept, c.src.CoinbaseValue-dropped, nil
-	return templates.Build(&sub, r)
+	return templates.BuildFitted(c.src, kept, dropped)
 }
 
 // entryFor issues (or reuses, when already issued for this source) the

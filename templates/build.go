@@ -50,6 +50,13 @@ func Build(src *Source, r Reservation) (*Template, error) {
 	if err != nil {
 		return nil, err
 	}
+	return BuildFitted(src, txs, dropped)
+}
+
+// BuildFitted builds the SV2 template of src holding txs, a result of Fit on
+// src.Txs that dropped transactions worth droppedFees: callers that fit once
+// and build for several reservations use it to avoid fitting twice.
+func BuildFitted(src *Source, txs []Tx, droppedFees int64) (*Template, error) {
 	t := &Template{
 		Height:           src.Height,
 		PrevHash:         src.PrevHash,
@@ -61,7 +68,7 @@ func Build(src *Source, r Reservation) (*Template, error) {
 		CoinbaseVersion:  CoinbaseTxVersion,
 		CoinbaseSequence: CoinbaseSequence,
 		CoinbaseLockTime: uint32(src.Height - 1),
-		ValueRemaining:   src.CoinbaseValue - dropped,
+		ValueRemaining:   src.CoinbaseValue - droppedFees,
 		Txs:              txs,
 	}
 	if src.Height < 1 {
