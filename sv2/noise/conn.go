@@ -425,10 +425,16 @@ func (c *Conn) readFrame() (codec.Header, []byte, error) {
 	}
 	// Each chunk is read to where its plaintext belongs and decrypted in
 	// place; its MAC spills into the next chunk's room, so the payload
-	// buffer needs only MACSize bytes of slack.
-	buf := make([]byte, l+MACSize)
+	// buffer needs only MACSize bytes of slack. Frames up to upfrontPayload
+	// get their exact buffer at once; larger ones grow it as chunks arrive,
+	// so a peer announcing a 16 MB frame must send it before we hold it.
+	buf := make([]byte, 0, min(l, upfrontPayload)+MACSize)
 	for off := 0; off < l; {
 		n := min(l-off, MaxChunk)
+		if need := off + n + MACSize; need > cap(buf) {
+			buf = slices.Grow(buf[:off], min(max(2*cap(buf), need), l+MACSize)-off)
+		}
+		buf = buf[:off+n+MACSize]
 		ct := buf[off : off+n+MACSize]
 		if got, err := io.ReadFull(c.conn, ct); err != nil {
 			return codec.Header{}, nil, c.readFailed(fmt.Errorf("noise: read payload chunk at %d (%d of %d bytes): %w", off, got, len(ct), midFrame(err)), false)
@@ -440,6 +446,10 @@ func (c *Conn) readFrame() (codec.Header, []byte, error) {
 	}
 	return h, buf[:l:l], nil
 }
+
+// upfrontPayload is the largest payload buffer allocated from the header
+// alone, before its bytes arrive.
+const upfrontPayload = 1 << 20
 
 // midFrame reports EOF inside a frame as io.ErrUnexpectedEOF.
 func midFrame(err error) error {

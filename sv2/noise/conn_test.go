@@ -789,6 +789,24 @@ func TestFlippedBit(t *testing.T) {
 	}
 }
 
+// A peer that announces a frame the limit allows but sends only its header
+// must not make us hold the announced size.
+func TestAnnouncedFrameNotAllocatedUpfront(t *testing.T) {
+	ini, resp := sessionKeys(t)
+	wire := sealFrames(t, ini, make([]byte, codec.MaxPayload))[:EncryptedHeaderSize+100]
+	c := establishedConn(newPipeConn(wire), nil, false, cloneResult(resp))
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	_, _, err := c.ReadFrame()
+	runtime.ReadMemStats(&ms1)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated frame: %v", err)
+	}
+	if d := ms1.TotalAlloc - ms0.TotalAlloc; d > 2<<20 {
+		t.Errorf("allocated %d bytes for a 16 MB frame of which 100 bytes arrived", d)
+	}
+}
+
 func TestFrameTooLarge(t *testing.T) {
 	ini, resp := sessionKeys(t)
 	// Only the header is sent: the reader must refuse from the header alone.
