@@ -497,6 +497,41 @@ func (s *Store) LookupWTxIDs(wtxids [][32]byte) (found [][]byte, missing []int) 
 	return found, missing
 }
 
+// LookupWTxIDsFees is LookupWTxIDs that also returns each found
+// transaction's fee (FeeUnknown when the store was not told it, and for the
+// missing ones), so that the Job Declarator Server can tell what a declared
+// coinbase should be paying.
+func (s *Store) LookupWTxIDsFees(wtxids [][32]byte) (found [][]byte, fees []int64, missing []int) {
+	found = make([][]byte, len(wtxids))
+	fees = make([]int64, len(wtxids))
+	s.mu.RLock()
+	for i, w := range wtxids {
+		fees[i] = FeeUnknown
+		if sl := s.byWTxIDSlotLocked(w); sl != nil {
+			found[i] = sl.raw
+			fees[i] = sl.fee
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	s.mu.RUnlock()
+	s.lookupHits.Add(uint64(len(wtxids) - len(missing)))
+	s.lookupMisses.Add(uint64(len(missing)))
+	return found, fees, missing
+}
+
+func (s *Store) byWTxIDSlotLocked(wtxid chainhash.Hash) *slot {
+	if i, ok := s.byWTxID[wtxid]; ok {
+		return s.slot(i)
+	}
+	if i, ok := s.byTxID[wtxid]; ok {
+		if sl := s.slot(i); !sl.witness {
+			return sl
+		}
+	}
+	return nil
+}
+
 // TxIDs returns a snapshot of the stored txids, in no particular order.
 func (s *Store) TxIDs() []chainhash.Hash {
 	s.mu.RLock()

@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -250,9 +251,10 @@ func (d *Declarer) setup(ctx context.Context, host string, port uint16) error {
 	fail := func(what string, err error) error {
 		if ctx.Err() != nil {
 			err = ctx.Err()
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = ErrTimeout
-			}
+		}
+		// The connection's deadline is the context's: either may fire first.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w (deadline %s)", ErrTimeout, d.cfg.Timeout)
 		}
 		return fmt.Errorf("declarer: SetupConnection with JDS %s: %s: %w", d.cfg.Addr, what, err)
 	}
