@@ -51,6 +51,7 @@ const (
 	DefaultTimeout          = 10 * time.Second
 	DefaultQueueSize        = 64
 	DefaultMaxMissingRounds = 2
+	DefaultTokenMaxAge      = 5 * time.Minute
 	DefaultVendor           = "sv2kit-jdc"
 	// protocolVersion is the only SV2 version there is (DIGEST §3).
 	protocolVersion = 2
@@ -80,7 +81,8 @@ type Config struct {
 	// negative: none, each Token call allocates one and waits for it.
 	SpareTokens int
 	// TokenMaxAge drops a spare token older than this instead of handing it
-	// out, for JDSes whose tokens expire. 0: tokens never age out.
+	// out, for JDSes whose tokens expire (sv2kit's JDS: after 10 minutes by
+	// default; SRI's: never). Default 5 minutes; negative: never.
 	TokenMaxAge time.Duration
 	// Timeout bounds the dial and handshake, SetupConnection, each token
 	// allocation, each declaration (with its ProvideMissingTransactions
@@ -107,6 +109,9 @@ func (c Config) withDefaults() Config {
 		c.SpareTokens = DefaultSpareTokens
 	} else if c.SpareTokens < 0 {
 		c.SpareTokens = 0
+	}
+	if c.TokenMaxAge == 0 {
+		c.TokenMaxAge = DefaultTokenMaxAge
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout

@@ -22,7 +22,7 @@ import (
 // SetupConnection and token allocations like a JDS and hands each
 // DeclareMiningJob to a test's script.
 type fakeJDS struct {
-	t   *testing.T
+	t   testing.TB
 	ln  *noise.Listener
 	pub [32]byte
 	b   behavior
@@ -47,7 +47,7 @@ type behavior struct {
 }
 
 type peer struct {
-	t    *testing.T
+	t    testing.TB
 	c    *noise.Conn
 	opts codec.Options
 	f    *fakeJDS
@@ -65,7 +65,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func startFake(t *testing.T, b behavior) *fakeJDS {
+func startFake(t testing.TB, b behavior) *fakeJDS {
 	t.Helper()
 	auth, err := noise.GenerateKey(rand.Reader)
 	if err != nil {

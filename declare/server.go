@@ -1,0 +1,501 @@
+package declare
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sv2kit/sv2kit/node"
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/sv2/noise"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultListen          = "127.0.0.1:34264"
+	DefaultMaxConnections  = 2000
+	DefaultMaxConnsPerIP   = 64
+	DefaultSetupTimeout    = 10 * time.Second
+	DefaultWriteQueue      = 64
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultProposalTimeout = 30 * time.Second
+	DefaultSubmitTimeout   = 60 * time.Second
+	DefaultSweepInterval   = 30 * time.Second
+	DefaultTipPoll         = 10 * time.Second
+)
+
+// NodeRPC is what the JDS asks of its node; *node.Client implements it.
+type NodeRPC interface {
+	node.TipRPC
+	GetBlockHeaderVerbose(ctx context.Context, hash chainhash.Hash) (*node.BlockHeaderInfo, error)
+	ProposeBlock(ctx context.Context, rawBlock []byte) (string, error)
+	SubmitBlock(ctx context.Context, rawBlock []byte) (string, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// AuthorityKey signs the per-connection Noise certificates: the pool's
+	// authority key, whose public half JDCs pin.
+	AuthorityKey *btcec.PrivateKey
+	// CertValidity is the certificate lifetime (noise default 1h).
+	CertValidity time.Duration
+	// HandshakeTimeout and MaxHandshakes bound Noise handshakes (noise
+	// defaults 10 s and 128).
+	HandshakeTimeout time.Duration
+	MaxHandshakes    int
+
+	Policy Policy
+	Node   NodeRPC
+	// Txs is the mempool mirror's store.
+	Txs TxSource
+	// ZMQ (optional) names the node's hashblock/sequence publishers, the
+	// fastest new-tip signal; without it the JDS long-polls
+	// getblocktemplate and polls getbestblockhash every TipPollInterval.
+	ZMQ             node.ZMQConfig
+	TipPollInterval time.Duration
+
+	// BlockDir receives every block the JDS rebuilds, written and synced
+	// before submitblock (required).
+	BlockDir string
+
+	MaxConnections  int
+	MaxConnsPerIP   int
+	SetupTimeout    time.Duration // from handshake to SetupConnection
+	WriteQueue      int           // frames queued per connection before it counts as slow
+	WriteTimeout    time.Duration
+	ProposalTimeout time.Duration // the node's proposal check
+	SubmitTimeout   time.Duration
+	SweepInterval   time.Duration
+
+	// TokenSecret keys token MACs; zero means random.
+	TokenSecret [32]byte
+
+	Logger hclog.Logger
+	// Metrics (from NewMetrics) receives the server's measurements; nil
+	// keeps them unexported.
+	Metrics *Metrics
+	Now     func() time.Time
+}
+
+func (c *Config) normalize() {
+	d := func(v *time.Duration, x time.Duration) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	i := func(v *int, x int) {
+		if *v == 0 {
+			*v = x
+		}
+	}
+	i(&c.MaxConnections, DefaultMaxConnections)
+	i(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	i(&c.WriteQueue, DefaultWriteQueue)
+	d(&c.SetupTimeout, DefaultSetupTimeout)
+	d(&c.WriteTimeout, DefaultWriteTimeout)
+	d(&c.ProposalTimeout, DefaultProposalTimeout)
+	d(&c.SubmitTimeout, DefaultSubmitTimeout)
+	d(&c.SweepInterval, DefaultSweepInterval)
+	d(&c.TipPollInterval, DefaultTipPoll)
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Server is the JDS: the Job Declaration Protocol over Noise towards JDCs,
+// the node calls, and the pool API (it implements PoolAPI).
+type Server struct {
+	cfg  Config
+	core *Core
+	log  hclog.Logger
+	m    *Metrics
+
+	nextID atomic.Uint64
+	mu     sync.Mutex
+	conns  map[uint64]*jdConn
+	perIP  map[string]int
+	wg     sync.WaitGroup
+	ready  chan struct{}
+	once   sync.Once
+}
+
+var _ PoolAPI = (*Server)(nil)
+
+// New checks cfg and returns a server. It does not listen; Serve does.
+func New(cfg Config) (*Server, error) {
+	cfg.normalize()
+	if cfg.AuthorityKey == nil {
+		return nil, errors.New("declare: Config.AuthorityKey is required")
+	}
+	if cfg.Node == nil || cfg.Txs == nil {
+		return nil, errors.New("declare: Config.Node and Config.Txs are required")
+	}
+	if cfg.BlockDir == "" {
+		return nil, errors.New("declare: Config.BlockDir is required (blocks are written before they are submitted)")
+	}
+	secret := cfg.TokenSecret
+	if secret == ([32]byte{}) {
+		if _, err := rand.Read(secret[:]); err != nil {
+			return nil, fmt.Errorf("declare: token secret: %w", err)
+		}
+	}
+	core, err := NewCore(cfg.Policy, cfg.Txs, secret)
+	if err != nil {
+		return nil, err
+	}
+	m := cfg.Metrics
+	if m == nil {
+		m = newDiscardMetrics()
+	}
+	return &Server{cfg: cfg, core: core, log: cfg.Logger, m: m, conns: make(map[uint64]*jdConn), perIP: make(map[string]int),
+		ready: make(chan struct{})}, nil
+}
+
+// Core is the server's decision core (for metrics and tests).
+func (s *Server) Core() *Core { return s.core }
+
+// Ready is closed once the server knows the chain tip and answers
+// declarations.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// NoiseConfig is the responder configuration Serve uses.
+func (s *Server) NoiseConfig() *noise.Config {
+	maxMissing := s.core.policy.MaxMissingBytes + 3*s.core.policy.MaxMissingTxs + 6 + messages.TrailingAllowance
+	return &noise.Config{
+		AuthorityKey:     s.cfg.AuthorityKey,
+		CertValidity:     s.cfg.CertValidity,
+		HandshakeTimeout: s.cfg.HandshakeTimeout,
+		MaxHandshakes:    s.cfg.MaxHandshakes,
+		Logger:           s.log.Named("noise"),
+		MaxPayload: func(h codec.Header) int {
+			n := messages.MaxPayload(h)
+			if h.ExtensionType&0x7fff == messages.ExtensionCore && h.MsgType == messages.TypeProvideMissingTransactionsSuccess {
+				return min(n, maxMissing)
+			}
+			return n
+		},
+	}
+}
+
+// Serve runs the JDS on ln (a plain TCP listener; Serve adds Noise) until
+// ctx is done: the tip watcher, the token sweeper and every connection.
+// It returns when all of them have stopped.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	nl, err := noise.NewListener(ln, s.NoiseConfig())
+	if err != nil {
+		return fmt.Errorf("jds listener: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.tipLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
+	go func() {
+		<-ctx.Done()
+		nl.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.close("shutting down")
+		}
+		s.mu.Unlock()
+	}()
+	var acceptErr error
+	for {
+		c, err := nl.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				acceptErr = fmt.Errorf("jds accept: %w", err)
+				cancel()
+			}
+			break
+		}
+		s.admit(ctx, c)
+	}
+	s.wg.Wait()
+	return acceptErr
+}
+
+// admit applies the connection bounds and starts the connection.
+func (s *Server) admit(ctx context.Context, c *noise.Conn) {
+	ip := remoteIP(c.RemoteAddr())
+	s.mu.Lock()
+	if ctx.Err() != nil {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	reason := ""
+	switch {
+	case len(s.conns) >= s.cfg.MaxConnections:
+		reason = "limit"
+	case s.perIP[ip] >= s.cfg.MaxConnsPerIP:
+		reason = "per-ip-limit"
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		s.m.connRefused.WithLabelValues(reason).Inc()
+		s.log.Warn("connection refused", "remote", c.RemoteAddr(), "reason", reason)
+		c.Close()
+		return
+	}
+	id := s.nextID.Add(1)
+	jc := &jdConn{s: s, id: id, c: c, ip: ip, out: make(chan codec.Message, s.cfg.WriteQueue), done: make(chan struct{}),
+		log: s.log.With("conn", id, "remote", c.RemoteAddr().String())}
+	s.conns[id] = jc
+	s.perIP[ip]++
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		jc.run(ctx)
+		s.mu.Lock()
+		delete(s.conns, id)
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+		s.mu.Unlock()
+	}()
+}
+
+func remoteIP(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+func (s *Server) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.core.Sweep(s.cfg.Now())
+		}
+	}
+}
+
+// tipLoop follows the node's tip and gives the core the next block's
+// height, nBits and minimum time.
+func (s *Server) tipLoop(ctx context.Context) {
+	zmqTips := s.cfg.ZMQ.HashBlock != "" || s.cfg.ZMQ.Sequence != ""
+	w := node.NewTipWatcher(s.cfg.Node, node.TipWatcherConfig{LongPoll: !zmqTips, PollInterval: s.cfg.TipPollInterval,
+		Logger: s.log.Named("tips")})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if zmqTips {
+		zc := s.cfg.ZMQ
+		zc.RawTx = "" // the mirror has its own subscription
+		if zc.Logger == nil {
+			zc.Logger = s.log.Named("zmq")
+		}
+		sub, err := node.NewSubscriber(zc)
+		if err != nil {
+			s.log.Error("ZMQ configuration unusable; following the tip by polling", "error", err)
+		} else {
+			events := make(chan node.Event, 256)
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				if err := sub.Run(ctx, events); err != nil && ctx.Err() == nil {
+					s.log.Error("ZMQ subscriber stopped; following the tip by polling", "error", err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case ev := <-events:
+						w.Notify(ev)
+					}
+				}
+			}()
+		}
+	}
+	tips := make(chan node.Tip, 16)
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = w.Run(ctx, tips) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-tips:
+			if err := s.updateChain(ctx, t); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("new tip: could not learn the next block's parameters; declarations wait", "hash", t.Hash, "error", err, "hint", node.Hint(err))
+			}
+		}
+	}
+}
+
+// updateChain asks the node what the block after tip must carry.
+func (s *Server) updateChain(ctx context.Context, t node.Tip) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tmpl := t.Template
+	if tmpl == nil || tmpl.PreviousBlockHash != t.Hash {
+		var err error
+		tmpl, err = s.cfg.Node.GetBlockTemplate(ctx, "")
+		if err != nil {
+			tmpl = nil
+			s.log.Debug("getblocktemplate failed; using the tip's header", "error", err)
+		}
+	}
+	var ch Chain
+	if tmpl != nil && tmpl.PreviousBlockHash == t.Hash {
+		ch = Chain{TipHash: t.Hash, Height: tmpl.Height - 1, Bits: tmpl.Bits, MinTime: uint32(max(tmpl.MinTime, 0))}
+	} else {
+		// Core without peers refuses getblocktemplate: the tip's header
+		// gives the height, and nBits stays the same except at a
+		// retarget, which the proposal check would then reject.
+		h, err := s.cfg.Node.GetBlockHeaderVerbose(ctx, t.Hash)
+		if err != nil {
+			return err
+		}
+		ch = Chain{TipHash: t.Hash, Height: h.Height, Bits: h.Bits}
+		if h.MedianTime > 0 {
+			ch.MinTime = uint32(h.MedianTime + 1)
+		}
+	}
+	s.core.SetChain(ch)
+	s.once.Do(func() { close(s.ready) })
+	s.log.Info("chain tip", "hash", t.Hash, "height", ch.Height, "next_bits", fmt.Sprintf("%08x", ch.Bits), "source", t.Source.String())
+	return nil
+}
+
+// ValidateCustomJob implements PoolAPI.
+func (s *Server) ValidateCustomJob(ctx context.Context, userIdentity string, job *messages.SetCustomMiningJob) (Verdict, error) {
+	start := time.Now()
+	v := s.core.ValidateCustomJob(userIdentity, job, s.cfg.Now())
+	s.m.validationSecond.Observe(time.Since(start).Seconds())
+	if v.OK {
+		s.m.validations.WithLabelValues("ok", "").Inc()
+	} else {
+		s.m.validations.WithLabelValues("rejected", v.Code).Inc()
+		s.log.Info("custom job rejected", "user", userIdentity, "channel", job.ChannelID, "request", job.RequestID, "code", v.Code, "details", v.Details)
+	}
+	return v, nil
+}
+
+// SubmitBlockShare implements PoolAPI: it rebuilds the block of a
+// block-solving share on a declared job, writes it and submits it.
+func (s *Server) SubmitBlockShare(ctx context.Context, userIdentity string, share BlockShare) (BlockResult, error) {
+	b, err := s.core.BlockFromShare(share)
+	if err != nil {
+		s.log.Warn("pool block hand-over refused", "user", userIdentity, "error", err)
+		return BlockResult{}, err
+	}
+	s.log.Info("block from the pool's share", "user", userIdentity, "hash", b.HashString(), "height", b.Height)
+	return s.publish(ctx, b, "pool-api")
+}
+
+// publish writes a block to disk, syncs it, then submits it.
+func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockResult, error) {
+	res := BlockResult{Hash: b.HashString()}
+	path, err := writeBlockFile(s.cfg.BlockDir, b)
+	if err != nil {
+		// Submitting matters more than the copy: go on, loudly.
+		s.log.Error("could not write the block to disk; submitting anyway", "hash", res.Hash, "error", err)
+	} else {
+		s.log.Info("block written", "hash", res.Hash, "path", path)
+	}
+	// The submission must not die with the connection that brought it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SubmitTimeout)
+	defer cancel()
+	result, err := s.cfg.Node.SubmitBlock(sctx, b.Raw)
+	if err != nil {
+		s.m.blocks.WithLabelValues(via, "error").Inc()
+		s.log.Error("submitblock failed", "hash", res.Hash, "error", err, "hint", node.Hint(err))
+		return res, fmt.Errorf("submitblock %s: %w", res.Hash, err)
+	}
+	res.Result = result
+	res.Accepted = result == "" || result == "duplicate" || strings.Contains(result, "already have block")
+	if res.Accepted {
+		s.m.blocks.WithLabelValues(via, "accepted").Inc()
+		s.log.Info("block accepted by the node", "hash", res.Hash, "height", b.Height, "via", via, "result", result)
+	} else {
+		s.m.blocks.WithLabelValues(via, "rejected").Inc()
+		s.log.Error("block rejected by the node", "hash", res.Hash, "height", b.Height, "via", via, "result", result)
+	}
+	return res, nil
+}
+
+// writeBlockFile writes <height>-<hash>.block (raw bytes) and syncs the
+// file and its directory, so the block survives a crash right after.
+func writeBlockFile(dir string, b *FoundBlock) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%d-%s.block", b.Height, b.HashString()))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(b.Raw); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return path, nil
+}
+
+// ServeAPI serves the pool HTTP/JSON API on ln until ctx is done.
+func (s *Server) ServeAPI(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           NewHTTPHandler(s, s.log.Named("api")),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      s.cfg.SubmitTimeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("pool API: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		<-errc
+		return nil
+	}
+}
