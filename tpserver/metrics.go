@@ -30,9 +30,10 @@ type metrics struct {
 	nodeErrors      *prometheus.CounterVec
 	tips            *prometheus.CounterVec
 	zmqGaps         *prometheus.CounterVec
+	mempoolNotices  prometheus.Counter
 
 	// Children resolved once: the fan-out path runs per client.
-	sentNT, sentNTFuture, sentSNPH, sentOther prometheus.Counter
+	sentNT, sentNTFuture, sentSNPH prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,15 +72,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		zmqGaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tp_zmq_gaps_total",
 			Help: "ZMQ sequence gaps and reconnections (each triggers a resync), by topic."}, []string{"topic"}),
 	}
+	m.mempoolNotices = prometheus.NewCounter(prometheus.CounterOpts{Name: "tp_mempool_notices_total",
+		Help: "Mempool changes the node announced over ZMQ sequence (A/R) and blocks disconnected."})
 	m.sentNT = m.templatesSent.WithLabelValues("false")
 	m.sentNTFuture = m.templatesSent.WithLabelValues("true")
 	m.sentSNPH = m.messagesSent.WithLabelValues("SetNewPrevHash")
-	m.sentOther = m.messagesSent.WithLabelValues("other")
 	m.messagesSent.WithLabelValues("NewTemplate")
 	if reg != nil {
 		reg.MustRegister(m.clients, m.readyClients, m.groups, m.cached, m.tipHeight, m.templateFees, m.nodeUp,
 			m.refused, m.slowDropped, m.messagesSent, m.templatesSent, m.feeUpdates, m.tipChanges, m.fastPaths,
-			m.blocksFound, m.blocksSubmitted, m.gbtDuration, m.tipLatency, m.nodeErrors, m.tips, m.zmqGaps)
+			m.blocksFound, m.blocksSubmitted, m.gbtDuration, m.tipLatency, m.nodeErrors, m.tips, m.zmqGaps, m.mempoolNotices)
 	}
 	return m
 }

@@ -331,9 +331,8 @@ func (s *Server) zmqLoop(ctx context.Context, events <-chan node.Event, w *node.
 			switch e := ev.(type) {
 			case node.BlockConnected:
 				w.Notify(e)
-			case node.BlockDisconnected:
-				s.signalMempool()
-			case node.TxAdded, node.TxRemoved:
+			case node.BlockDisconnected, node.TxAdded, node.TxRemoved:
+				s.m.mempoolNotices.Inc()
 				s.signalMempool()
 			case node.Gap:
 				s.m.zmqGaps.WithLabelValues(e.Topic).Inc()
