@@ -152,7 +152,32 @@ type Declarer struct {
 	tokenWake chan struct{}        // closed and replaced when a token arrives
 	waiters   int                  // Token calls waiting
 	declares  map[uint32]*pending
-	unexpect  int
+	stats     Stats
+}
+
+// Stats counts what a Declarer did, for jdc's metrics and logs.
+type Stats struct {
+	// TokensReceived counts AllocateMiningJobToken.Success messages.
+	TokensReceived uint64
+	// Declared counts DeclareMiningJob messages queued; Accepted and
+	// Rejected the JDS's answers to them; TimedOut the declarations given
+	// up on (Timeout or the caller's context).
+	Declared, Accepted, Rejected, TimedOut uint64
+	// MissingRounds, MissingTxs and MissingBytes count the
+	// ProvideMissingTransactions answered and what the answers carried.
+	MissingRounds, MissingTxs, MissingBytes uint64
+	// Pushed counts PushSolution frames written.
+	Pushed uint64
+	// Unexpected counts messages ignored: unknown, unsolicited, or answers
+	// to requests given up on.
+	Unexpected uint64
+}
+
+// Stats returns the counters so far.
+func (d *Declarer) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
 }
 
 type outFrame struct {
@@ -437,9 +462,14 @@ func (d *Declarer) handle(m codec.Message) error {
 	case *messages.ProvideMissingTransactions:
 		return d.onMissing(m)
 	case *messages.DeclareMiningJobSuccess:
-		d.resolve(m.RequestID, result{ok: m}, m.MessageName())
+		if d.resolve(m.RequestID, result{ok: m}, m.MessageName()) {
+			d.count(func(s *Stats) { s.Accepted++ })
+		}
 	case *messages.DeclareMiningJobError:
-		d.resolve(m.RequestID, result{err: &DeclareError{RequestID: m.RequestID, Code: m.ErrorCode, Details: string(m.ErrorDetails)}}, m.MessageName())
+		de := &DeclareError{RequestID: m.RequestID, Code: m.ErrorCode, Details: string(m.ErrorDetails)}
+		if d.resolve(m.RequestID, result{err: de}, m.MessageName()) {
+			d.count(func(s *Stats) { s.Rejected++ })
+		}
 	case *messages.Reconnect:
 		// jdc owns upstream selection; following a redirect is its call.
 		d.log.Warn("JDS asked to reconnect elsewhere; not followed", "host", m.NewHost, "port", m.NewPort)
@@ -449,10 +479,16 @@ func (d *Declarer) handle(m codec.Message) error {
 	return nil
 }
 
+func (d *Declarer) count(f func(*Stats)) {
+	d.mu.Lock()
+	f(&d.stats)
+	d.mu.Unlock()
+}
+
 func (d *Declarer) noteUnexpected(what string) {
 	d.mu.Lock()
-	d.unexpect++
-	n := d.unexpect
+	d.stats.Unexpected++
+	n := d.stats.Unexpected
 	d.mu.Unlock()
 	if n <= logUnexpectedFirst || n%logUnexpectedEvery == 0 {
 		d.log.Warn("ignoring unexpected message from JDS", "message", what, "count", n)
@@ -504,6 +540,7 @@ func (d *Declarer) onToken(m *messages.AllocateMiningJobTokenSuccess) {
 		return
 	}
 	delete(d.allocs, m.RequestID)
+	d.stats.TokensReceived++
 	d.spare = append(d.spare, spareToken{tok: m, at: time.Now()})
 	close(d.tokenWake)
 	d.tokenWake = make(chan struct{})
@@ -626,6 +663,7 @@ func (d *Declarer) Declare(ctx context.Context, job Job) (*messages.DeclareMinin
 		d.forget(id)
 		return nil, fmt.Errorf("declarer: declaration %d: %w", id, err)
 	}
+	d.count(func(s *Stats) { s.Declared++ })
 	var err error
 	select {
 	case r := <-p.reply:
@@ -643,6 +681,7 @@ func (d *Declarer) Declare(ctx context.Context, job Job) (*messages.DeclareMinin
 		r := <-p.reply
 		return r.ok, r.err
 	}
+	d.count(func(s *Stats) { s.TimedOut++ })
 	return nil, fmt.Errorf("declarer: declaration %d: %w", id, err)
 }
 
@@ -657,17 +696,21 @@ func (d *Declarer) forget(id uint32) bool {
 	return true
 }
 
-// resolve hands a declaration its answer.
-func (d *Declarer) resolve(id uint32, r result, what string) {
+// resolve hands a declaration its answer; false if none was waiting.
+func (d *Declarer) resolve(id uint32, r result, what string) bool {
 	d.mu.Lock()
 	p := d.declares[id]
 	delete(d.declares, id)
+	if p == nil {
+		d.stats.Unexpected++
+	}
 	d.mu.Unlock()
 	if p == nil {
 		d.log.Warn("dropping answer for an unknown or timed-out declaration", "message", what, "request_id", id)
-		return
+		return false
 	}
 	p.reply <- r
+	return true
 }
 
 // onMissing answers ProvideMissingTransactions. Positions out of range or
@@ -683,6 +726,7 @@ func (d *Declarer) onMissing(m *messages.ProvideMissingTransactions) error {
 	}
 	d.mu.Unlock()
 	if p == nil {
+		d.count(func(s *Stats) { s.Unexpected++ })
 		d.log.Warn("ProvideMissingTransactions for an unknown or timed-out declaration; ignored", "request_id", m.RequestID)
 		return nil
 	}
@@ -699,9 +743,18 @@ func (d *Declarer) onMissing(m *messages.ProvideMissingTransactions) error {
 		}
 		return nil
 	}
-	d.log.Debug("providing missing transactions", "request_id", m.RequestID, "count", len(txs), "round", rounds)
+	size := 0
+	for _, tx := range txs {
+		size += len(tx)
+	}
+	d.log.Debug("providing missing transactions", "request_id", m.RequestID, "count", len(txs), "bytes", size, "round", rounds)
 	select {
 	case d.out <- outFrame{msg: &messages.ProvideMissingTransactionsSuccess{RequestID: m.RequestID, TransactionList: txs}}:
+		d.count(func(s *Stats) {
+			s.MissingRounds++
+			s.MissingTxs += uint64(len(txs))
+			s.MissingBytes += uint64(size)
+		})
 		return nil
 	default:
 		// The reader must not block on a peer that does not read.
@@ -760,6 +813,7 @@ func (d *Declarer) PushSolution(ctx context.Context, s *messages.PushSolution) e
 		if err != nil {
 			return fmt.Errorf("declarer: PushSolution: %w", err)
 		}
+		d.count(func(st *Stats) { st.Pushed++ })
 		d.log.Info("solution pushed to JDS", "nonce", s.Nonce, "ntime", s.NTime)
 		return nil
 	case <-d.done:

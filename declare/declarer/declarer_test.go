@@ -280,6 +280,9 @@ func TestDeclare(t *testing.T) {
 				if err != nil || ok == nil {
 					t.Errorf("got %v %v", ok, err)
 				}
+				if st := d.Stats(); st.Declared != 1 || st.Accepted != 1 || st.MissingRounds != 1 || st.MissingTxs != 2 || st.MissingBytes != 14 {
+					t.Errorf("stats %+v", st)
+				}
 			},
 		},
 		{
@@ -344,6 +347,9 @@ func TestDeclare(t *testing.T) {
 				if !errors.Is(err, ErrTimeout) {
 					t.Errorf("err = %v", err)
 				}
+				if st := d.Stats(); st.TimedOut != 1 {
+					t.Errorf("stats %+v", st)
+				}
 				// The connection stays usable and the late answer is dropped.
 				time.Sleep(400 * time.Millisecond)
 				if _, err := d.Token(ctxT(t)); err != nil || d.Err() != nil {
@@ -400,6 +406,10 @@ func TestDeclare(t *testing.T) {
 			check: func(t *testing.T, ok *messages.DeclareMiningJobSuccess, err error, d *Declarer) {
 				if err != nil || string(ok.NewMiningJobToken) != "new" {
 					t.Errorf("got %v %v", ok, err)
+				}
+				// NewTemplate, 0x52, and three answers to unknown requests.
+				if st := d.Stats(); st.Unexpected != 5 {
+					t.Errorf("stats %+v", st)
 				}
 			},
 		},
@@ -514,6 +524,9 @@ func TestPushSolution(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := next[*messages.PushSolution](t, f)
+		if d.Stats().Pushed != 1 {
+			t.Errorf("stats %+v", d.Stats())
+		}
 		if codec.String(got) != codec.String(s) {
 			t.Errorf("2025=%v: pushed %s, got %s", v2025, codec.String(s), codec.String(got))
 		}
