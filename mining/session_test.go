@@ -1,0 +1,406 @@
+package mining
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+)
+
+func TestOpenChannelErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		req  *messages.OpenExtendedMiningChannel
+		want string
+	}{
+		{"ok", Config{}, &messages.OpenExtendedMiningChannel{MaxTarget: MaxTarget, MinExtranonceSize: 8}, ""},
+		{"nan hashrate", Config{}, &messages.OpenExtendedMiningChannel{NominalHashRate: float32(math.NaN()), MaxTarget: MaxTarget}, CodeInvalidNominalHashrate},
+		{"negative hashrate", Config{}, &messages.OpenExtendedMiningChannel{NominalHashRate: -1, MaxTarget: MaxTarget}, CodeInvalidNominalHashrate},
+		{"inf hashrate", Config{}, &messages.OpenExtendedMiningChannel{NominalHashRate: float32(math.Inf(1)), MaxTarget: MaxTarget}, CodeInvalidNominalHashrate},
+		{"zero max target", Config{}, &messages.OpenExtendedMiningChannel{MaxTarget: [32]byte{}}, CodeMaxTargetOutOfRange},
+		{"extranonce too large", Config{}, &messages.OpenExtendedMiningChannel{MaxTarget: MaxTarget, MinExtranonceSize: 9}, CodeMinExtranonceSizeTooLarge},
+		{"session full", Config{MaxChannels: 1}, &messages.OpenExtendedMiningChannel{MaxTarget: MaxTarget}, CodeTooManyChannels},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewSession(tc.cfg, mustAlloc(t, nil, 12, 8))
+			if tc.cfg.MaxChannels == 1 {
+				s.OpenExtended(&messages.OpenExtendedMiningChannel{MaxTarget: MaxTarget}, t0)
+			}
+			tc.req.RequestID = 5
+			c, out := s.OpenExtended(tc.req, t0)
+			if tc.want == "" {
+				ok, isOK := out[0].(*messages.OpenExtendedMiningChannelSuccess)
+				if c == nil || !isOK || ok.RequestID != 5 || ok.ExtranonceSize != 8 || len(ok.ExtranoncePrefix) != 4 {
+					t.Fatalf("open: %+v", out[0])
+				}
+				return
+			}
+			e, isErr := out[0].(*messages.OpenMiningChannelError)
+			if c != nil || !isErr || e.ErrorCode != tc.want || e.RequestID != 5 {
+				t.Fatalf("got %+v, want %q", out[0], tc.want)
+			}
+		})
+	}
+	// Exhausted extranonce space.
+	s := NewSession(Config{}, mustAlloc(t, nil, 9, 8)) // 256 ids
+	for i := 0; i < 256; i++ {
+		if c, _ := s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0); c == nil {
+			t.Fatal("open failed early")
+		}
+	}
+	if _, out := s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0); out[0].(*messages.OpenMiningChannelError).ErrorCode != CodeExtranonceExhausted {
+		t.Fatal("exhausted space not reported")
+	}
+}
+
+func TestInitialTargetFromHashRate(t *testing.T) {
+	s := NewSession(Config{Vardiff: VardiffConfig{SharesPerMinute: 6}}, mustAlloc(t, nil, 12, 8))
+	_, out := s.OpenStandard(&messages.OpenStandardMiningChannel{NominalHashRate: 100e12, MaxTarget: MaxTarget}, t0)
+	got := out[0].(*messages.OpenStandardMiningChannelSuccess).Target
+	if got != TargetFromHashRate(float64(float32(100e12)), 6) {
+		t.Fatal("initial target not from hash rate")
+	}
+	// Clamped to the client's max target.
+	_, out = s.OpenStandard(&messages.OpenStandardMiningChannel{NominalHashRate: 1, MaxTarget: targetBits(30)}, t0)
+	if out[0].(*messages.OpenStandardMiningChannelSuccess).Target != targetBits(30) {
+		t.Fatal("max target not honoured")
+	}
+	// And to the session's easiest target.
+	s = NewSession(Config{EasiestTarget: targetBits(20)}, mustAlloc(t, nil, 12, 8))
+	_, out = s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	if out[0].(*messages.OpenStandardMiningChannelSuccess).Target != targetBits(20) {
+		t.Fatal("easiest target not honoured")
+	}
+}
+
+func jobIDs(t *testing.T, out []codec.Message) map[uint32][]uint32 {
+	t.Helper()
+	ids := map[uint32][]uint32{}
+	for _, m := range out {
+		switch m := m.(type) {
+		case *messages.NewExtendedMiningJob:
+			ids[m.ChannelID] = append(ids[m.ChannelID], m.JobID)
+		case *messages.NewMiningJob:
+			ids[m.ChannelID] = append(ids[m.ChannelID], m.JobID)
+		}
+	}
+	return ids
+}
+
+func TestJobLifecycle(t *testing.T) {
+	f := newFixture(t, Config{StandardJobs: true, MaxJobs: 3, MaxFutureJobs: 2})
+	ext := openExt(t, f.s, targetBits(4), t0)
+	std := openStd(t, f.s, targetBits(4), t0)
+
+	// Non-future job before any tip.
+	_, txs := fakeTxs(1, 1)
+	active := jobTemplate(t, newTemplateMsg(50, false, 200, txs), 16)
+	if _, err := f.s.NewTemplate(active); !errors.Is(err, ErrNoTip) {
+		t.Fatalf("active job without tip: %v", err)
+	}
+	// Unknown template in SetNewPrevHash.
+	if _, err := f.s.NewPrevHash(77, tipAt(mainnetBits, t0)); !errors.Is(err, ErrUnknownTemplate) {
+		t.Fatalf("unknown template: %v", err)
+	}
+	// Wrong extranonce size.
+	wrong := jobTemplate(t, newTemplateMsg(51, true, 200, nil), 12)
+	if _, err := f.s.NewTemplate(wrong); !errors.Is(err, ErrExtranonceMismatch) {
+		t.Fatalf("wrong size: %v", err)
+	}
+
+	// Future job → SetNewPrevHash per channel; first message to a channel
+	// is a future job (min_ntime None), then the SetNewPrevHash.
+	out := f.block(mainnetBits, 2, t0)
+	ext.handle(out)
+	std.handle(out)
+	if len(out) != 4 {
+		t.Fatalf("%d messages", len(out))
+	}
+	for _, m := range out[:2] {
+		switch m := m.(type) {
+		case *messages.NewExtendedMiningJob:
+			if m.MinNTime != nil {
+				t.Fatal("future job has min_ntime")
+			}
+		case *messages.NewMiningJob:
+			if m.MinNTime != nil {
+				t.Fatal("future job has min_ntime")
+			}
+		default:
+			t.Fatalf("unexpected %T", m)
+		}
+	}
+	for _, m := range out[2:] {
+		if _, ok := m.(*messages.MiningSetNewPrevHash); !ok {
+			t.Fatalf("unexpected %T", m)
+		}
+	}
+
+	// Fee updates on the same tip: active jobs, ids strictly increasing,
+	// at most MaxJobs kept.
+	last := map[uint32]uint32{ext.ch: ext.active, std.ch: std.active}
+	var first map[uint32]uint32
+	for i := 0; i < 5; i++ {
+		_, txs := fakeTxs(i+1, int64(100+i))
+		jt := jobTemplate(t, newTemplateMsg(f.next, false, 200, txs), 16)
+		f.next++
+		out, err := f.s.NewTemplate(jt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ch, ids := range jobIDs(t, out) {
+			if ids[0] <= last[ch] {
+				t.Fatalf("channel %d job id %d after %d", ch, ids[0], last[ch])
+			}
+			last[ch] = ids[0]
+		}
+		for _, m := range out {
+			if m, ok := m.(*messages.NewExtendedMiningJob); ok && (m.MinNTime == nil || *m.MinNTime != f.tip.MinNTime) {
+				t.Fatal("active job without the tip's min_ntime")
+			}
+		}
+		if i == 0 {
+			first = map[uint32]uint32{ext.ch: last[ext.ch], std.ch: last[std.ch]}
+		}
+		ext.handle(out)
+		std.handle(out)
+	}
+	if n := len(f.s.Channel(ext.ch).Jobs()); n != 3 {
+		t.Fatalf("%d active jobs kept, want 3", n)
+	}
+	// The oldest fee-update job fell out of the window: stale.
+	if j := f.s.Channel(ext.ch).Job(first[ext.ch]); j != nil {
+		t.Fatal("job beyond MaxJobs kept")
+	}
+	if r := f.s.SubmitExtended(&messages.SubmitSharesExtended{ChannelID: ext.ch, JobID: first[ext.ch], NTime: f.tip.MinNTime, Extranonce: make([]byte, 8)}, t0); r.Code != CodeStaleShare {
+		t.Fatalf("evicted job: %q", r.Code)
+	}
+
+	// Future jobs are bounded; the newest are kept.
+	for i := 0; i < 3; i++ {
+		jt := jobTemplate(t, newTemplateMsg(f.next, true, 201, nil), 16)
+		f.next++
+		if _, err := f.s.NewTemplate(jt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.s.NewPrevHash(f.next-3, tipAt(mainnetBits, t0)); !errors.Is(err, ErrUnknownTemplate) {
+		t.Fatal("dropped future template activated")
+	}
+	out, err := f.s.NewPrevHash(f.next-1, tipAt(mainnetBits, t0.Add(time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || len(f.s.Channel(ext.ch).Jobs()) != 1 || len(f.s.Channel(std.ch).Jobs()) != 1 {
+		t.Fatalf("after new tip: %d messages, jobs %d/%d", len(out), len(f.s.Channel(ext.ch).Jobs()), len(f.s.Channel(std.ch).Jobs()))
+	}
+}
+
+// TestLateChannelGetsWork: a channel opened mid-tip gets the current work as
+// future job + SetNewPrevHash, then pending futures; a group member that
+// joins late gets the group's job ids, so later group-wide messages fit.
+func TestLateChannelGetsWork(t *testing.T) {
+	f := newFixture(t, Config{})
+	early := openStd(t, f.s, targetBits(4), t0)
+	early.handle(f.block(mainnetBits, 1, t0))
+	fut := jobTemplate(t, newTemplateMsg(f.next, true, 201, nil), 16)
+	f.next++
+	out, _ := f.s.NewTemplate(fut)
+	early.handle(out)
+
+	_, msgs := f.s.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 9, MaxTarget: targetBits(4)}, t0)
+	if len(msgs) != 4 {
+		t.Fatalf("late open: %d messages", len(msgs))
+	}
+	late := newDevice(t, msgs)
+	if late.active != early.active {
+		t.Fatalf("late member's job %d, group's %d", late.active, early.active)
+	}
+	sh := late.grind(nil, 0, 0, late.meetsTarget)
+	if r := f.s.SubmitStandard(sh.standard(late.ch), t0); r.Status != Accepted {
+		t.Fatalf("late share: %q", r.Code)
+	}
+	// The group's SetNewPrevHash for the future job reaches both.
+	tip := tipAt(mainnetBits, t0.Add(time.Minute))
+	out, err := f.s.NewPrevHash(fut.ID, tip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early.handle(out) // the device fails the test if the job id is unknown
+	late.handle(out)
+	if late.active != early.active || late.prevHash != tip.PrevHash {
+		t.Fatal("late member not moved to the new tip")
+	}
+	sh = late.grind(nil, 0, 0, late.meetsTarget)
+	if r := f.s.SubmitStandard(sh.standard(late.ch), t0.Add(time.Minute)); r.Status != Accepted {
+		t.Fatalf("late share on new tip: %q", r.Code)
+	}
+}
+
+func TestCloseAndReprefix(t *testing.T) {
+	alloc := mustAlloc(t, []byte{1, 2}, 10, 6)
+	s := NewSession(Config{}, alloc)
+	e1, _ := s.OpenExtended(&messages.OpenExtendedMiningChannel{MaxTarget: MaxTarget}, t0)
+	s1, _ := s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	s2, _ := s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	if alloc.InUse() != 3 {
+		t.Fatal(alloc.InUse())
+	}
+	if ids := s.Close(e1.ID()); len(ids) != 1 || s.Channel(e1.ID()) != nil || alloc.InUse() != 2 {
+		t.Fatalf("close extended: %v", ids)
+	}
+	if ids := s.Close(12345); ids != nil {
+		t.Fatal("closed an unknown id")
+	}
+	// Failover to a pool with a different prefix.
+	if err := alloc.Rebase([]byte{9, 9, 9}, 12); err != nil {
+		t.Fatal(err)
+	}
+	out := s.Reprefix()
+	if len(out) != 2 {
+		t.Fatalf("%d SetExtranoncePrefix", len(out))
+	}
+	for _, m := range out {
+		p := m.(*messages.SetExtranoncePrefix)
+		if len(p.ExtranoncePrefix) != 15 || p.ExtranoncePrefix[0] != 9 {
+			t.Fatalf("new prefix %x", p.ExtranoncePrefix)
+		}
+	}
+	// Closing the group id closes every member.
+	if ids := s.Close(s1.GroupID()); len(ids) != 2 || s.Channel(s2.ID()) != nil || alloc.InUse() != 0 {
+		t.Fatalf("close group: %v", ids)
+	}
+	s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	s.CloseAll()
+	if alloc.InUse() != 0 || len(s.Channels()) != 0 {
+		t.Fatal("CloseAll left channels")
+	}
+}
+
+func TestUpdateChannelAndSetTarget(t *testing.T) {
+	s := NewSession(Config{}, mustAlloc(t, nil, 12, 8))
+	c, _ := s.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1e9, MaxTarget: MaxTarget}, t0)
+	tests := []struct {
+		name string
+		m    *messages.UpdateChannel
+		want string // error code, "target" for a SetTarget, "" for nothing
+	}{
+		{"unknown channel", &messages.UpdateChannel{ChannelID: 99, MaximumTarget: MaxTarget}, CodeInvalidChannelID},
+		{"bad hashrate", &messages.UpdateChannel{ChannelID: c.ID(), NominalHashRate: float32(math.NaN()), MaximumTarget: MaxTarget}, CodeInvalidNominalHashrate},
+		{"zero max", &messages.UpdateChannel{ChannelID: c.ID(), NominalHashRate: 1e9}, CodeMaxTargetOutOfRange},
+		{"same", &messages.UpdateChannel{ChannelID: c.ID(), NominalHashRate: 1e9, MaximumTarget: MaxTarget}, ""},
+		{"faster", &messages.UpdateChannel{ChannelID: c.ID(), NominalHashRate: 1e12, MaximumTarget: MaxTarget}, "target"},
+		{"lower max", &messages.UpdateChannel{ChannelID: c.ID(), NominalHashRate: 1e12, MaximumTarget: targetBits(60)}, "target"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := s.UpdateChannel(tc.m, t0)
+			switch tc.want {
+			case "":
+				if len(out) != 0 {
+					t.Fatalf("%+v", out)
+				}
+			case "target":
+				st, ok := out[0].(*messages.SetTarget)
+				if !ok || st.MaximumTarget != c.Target() || CompareTargets(&st.MaximumTarget, &tc.m.MaximumTarget) > 0 {
+					t.Fatalf("%+v", out)
+				}
+			default:
+				if e, ok := out[0].(*messages.UpdateChannelError); !ok || e.ErrorCode != tc.want {
+					t.Fatalf("%+v", out)
+				}
+			}
+		})
+	}
+	if st := c.SetTarget(MaxTarget); st.MaximumTarget != targetBits(60) {
+		t.Fatal("SetTarget above the client's max target")
+	}
+}
+
+func TestCustomJobs(t *testing.T) {
+	// Pool side: a JDC's extended channel with the pool's 4-byte prefix and
+	// 8 bytes for the JDC.
+	pool := NewSession(Config{}, mustAlloc(t, nil, 12, 8))
+	_, msgs := pool.OpenExtended(&messages.OpenExtendedMiningChannel{MaxTarget: targetBits(8), MinExtranonceSize: 8}, t0)
+	dev := newDevice(t, msgs)
+	c := pool.Channel(dev.ch)
+
+	_, txs := fakeTxs(3, 3)
+	jdcJT := jobTemplate(t, newTemplateMsg(1, false, 300, txs), 12)
+	tip := tipAt(mainnetBits, t0)
+	scm := jdcJT.SetCustomMiningJob(dev.ch, 1, []byte("tok"), &tip)
+	poolJT, err := JobTemplateFromCustomJob(scm, len(c.ExtranoncePrefix())+c.ExtranonceSize(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.AddCustomJob(poolJT, ChainTip{PrevHash: scm.PrevHash, MinNTime: scm.MinNTime, NBits: scm.NBits, Since: t0})
+	if err != nil || !j.Custom || j.Future() {
+		t.Fatalf("custom job: %v", err)
+	}
+	// The JDC mines its own template and submits with the pool's job id.
+	p, s := jdcJT.CoinbaseParts(false)
+	dev.jobs[j.ID] = &devJob{version: jdcJT.Version, rolling: true, path: jdcJT.MerklePath, prefix: p, suffix: s}
+	dev.active, dev.prevHash, dev.nbits, dev.minNTime = j.ID, tip.PrevHash, tip.NBits, tip.MinNTime
+	sh := dev.grind([]byte("12345678"), 0, 0, dev.meetsTarget)
+	if r := pool.SubmitExtended(sh.extended(dev.ch), t0); r.Status != Accepted {
+		t.Fatalf("share on custom job: %q", r.Code)
+	}
+	// A second custom job on the same tip keeps the first valid; one on a
+	// new tip makes it stale.
+	j2, _ := c.AddCustomJob(poolJT, ChainTip{PrevHash: scm.PrevHash, MinNTime: scm.MinNTime, NBits: scm.NBits, Since: t0})
+	if j2.ID <= j.ID || c.Job(j.ID) == nil {
+		t.Fatal("second custom job")
+	}
+	newTip := tipAt(mainnetBits, t0.Add(time.Minute))
+	if _, err := c.AddCustomJob(poolJT, newTip); err != nil {
+		t.Fatal(err)
+	}
+	if r := pool.SubmitExtended(sh.extended(dev.ch), t0); r.Code != CodeStaleShare {
+		t.Fatalf("custom job after new tip: %q", r.Code)
+	}
+	// Wrong size or a standard channel.
+	if _, err := c.AddCustomJob(jdcJT, tip); err != nil {
+		t.Fatal("same size refused")
+	}
+	small := jobTemplate(t, newTemplateMsg(2, false, 300, nil), 8)
+	if _, err := c.AddCustomJob(small, tip); !errors.Is(err, ErrExtranonceMismatch) {
+		t.Fatalf("wrong size: %v", err)
+	}
+	std, _ := pool.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	if _, err := std.AddCustomJob(poolJT, tip); err == nil {
+		t.Fatal("custom job on a standard channel")
+	}
+}
+
+func TestDupSetBounded(t *testing.T) {
+	var d dupSet
+	d.init(100)
+	for k := uint64(1); k <= 100; k++ {
+		if !d.add(k * 0x9e3779b97f4a7c15) {
+			t.Fatal("fresh key refused")
+		}
+	}
+	for k := uint64(1); k <= 100; k++ {
+		if d.add(k * 0x9e3779b97f4a7c15) {
+			t.Fatal("duplicate accepted")
+		}
+	}
+	// Two more windows push the first keys out.
+	for k := uint64(1000); k < 1200; k++ {
+		d.add(k * 0x9e3779b97f4a7c15)
+	}
+	if !d.add(1 * 0x9e3779b97f4a7c15) {
+		t.Fatal("key older than two windows still held")
+	}
+	if len(d.cur) > 256 || len(d.prev) > 256 {
+		t.Fatalf("tables grew to %d/%d", len(d.cur), len(d.prev))
+	}
+	if !d.add(0) || d.add(0) {
+		t.Fatal("zero key")
+	}
+}
