@@ -236,6 +236,7 @@ func (s *Server) Run(ctx context.Context) error {
 	start(func() { s.acceptLoop(ctx, &clients) })
 	start(func() { s.blockLoop(ctx) })
 	if s.cfg.Node != nil {
+		s.fetchReq <- struct{}{} // the first template, whatever the tip watcher says
 		start(func() { s.fetchLoop(ctx) })
 		start(func() { s.tipLoop(ctx) })
 	}
