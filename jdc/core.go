@@ -150,6 +150,9 @@ func New(cfg Config) (*Core, error) {
 	return c, nil
 }
 
+// Config returns the configuration in force (defaults applied).
+func (c *Core) Config() Config { return c.cfg }
+
 // Constraints is the CoinbaseOutputConstraints to announce to tp now.
 func (c *Core) Constraints() Constraints { return c.constraints }
 

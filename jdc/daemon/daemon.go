@@ -1,0 +1,829 @@
+// Package daemon is jdc's IO shell: the TDP client to tp, per pool+JDS pair
+// a declarer and a Mining Protocol client, the device server, block
+// submission and metrics, all around the decision core of package jdc.
+//
+// One goroutine (the loop) owns the core. Connections run in their own
+// goroutines and post events to the loop; the loop carries out the core's
+// Actions, starting a goroutine for every call that waits on a peer (tokens,
+// declarations, transaction data, block submissions), so it never blocks on
+// the network.
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sv2kit/sv2kit/declare/declarer"
+	"github.com/sv2kit/sv2kit/jdc"
+	"github.com/sv2kit/sv2kit/jdc/devices"
+	"github.com/sv2kit/sv2kit/jdc/poolclient"
+	"github.com/sv2kit/sv2kit/node"
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/tpclient"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultReconnectMin = 250 * time.Millisecond
+	DefaultReconnectMax = 10 * time.Second
+	DefaultTick         = 200 * time.Millisecond
+	eventQueue          = 1024
+	maxTxDataInFlight   = 8
+	// stableConn: a connection that lasted this long resets its backoff.
+	stableConn = 30 * time.Second
+)
+
+// Upstream is one pool+JDS pair.
+type Upstream struct {
+	PoolAddr         string
+	PoolAuthorityKey *[32]byte // nil: not checked (logged)
+	PoolPlaintext    bool      // test pools only
+	JDSAddr          string
+	JDSAuthorityKey  *[32]byte
+	UserIdentity     string
+	// DeclareTxIDs puts txids instead of wtxids in DeclareMiningJob, for a
+	// 2025 SRI JDS (DIGEST §7.2).
+	DeclareTxIDs bool
+	// PushSolution2025 sends PushSolution in the 2025 SRI field order.
+	PushSolution2025 bool
+}
+
+// Config configures a Daemon.
+type Config struct {
+	// Core is the decision core's configuration; Pairs is set from Upstreams.
+	Core jdc.Config
+
+	TPAddr         string
+	TPAuthorityKey *[32]byte // nil: not checked (logged)
+	TPPlaintext    bool
+	Upstreams      []Upstream
+
+	Devices devices.Config
+	// Node, when set, also gets every found block (submitblock).
+	Node *node.Client
+	// BlocksDir receives every found block (fsync'd) before it is submitted
+	// anywhere. Required.
+	BlocksDir string
+
+	// NominalHashRate is reported to pools when the channel opens.
+	NominalHashRate float32
+	// Timeout bounds each connection setup and each request to tp.
+	Timeout                    time.Duration
+	ReconnectMin, ReconnectMax time.Duration
+	// Tick is how often the core checks deadlines and returns (default 200ms).
+	Tick time.Duration
+
+	Logger     hclog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Status is a snapshot for tests, logs and the demo.
+type Status struct {
+	Active      int
+	States      []jdc.PairState
+	TPConnected bool
+	Blocks      int
+}
+
+type event struct {
+	fn func(now time.Time) jdc.Actions
+	// tip is when a SetNewPrevHash was read from tp (latency metric).
+	tip time.Time
+}
+
+type pairConns struct {
+	mu   sync.Mutex
+	pool *poolclient.Client
+	decl *declarer.Declarer
+}
+
+// Daemon is a running jdc.
+type Daemon struct {
+	cfg     Config
+	log     hclog.Logger
+	core    *jdc.Core
+	devices *devices.Server
+	m       *metrics
+	events  chan event
+	pairs   []*pairConns
+	txSem   chan struct{}
+
+	tpMu sync.Mutex
+	tp   *tpclient.Client
+
+	stMu        sync.Mutex
+	status      Status
+	constraints jdc.Constraints
+
+	wg sync.WaitGroup
+}
+
+// New checks cfg, builds the core and binds the device listener.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.ReconnectMin <= 0 {
+		cfg.ReconnectMin = DefaultReconnectMin
+	}
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = DefaultReconnectMax
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.TPAddr == "" {
+		return nil, errors.New("jdc: no tp address")
+	}
+	if cfg.BlocksDir == "" {
+		return nil, errors.New("jdc: no blocks directory")
+	}
+	if err := os.MkdirAll(cfg.BlocksDir, 0o755); err != nil {
+		return nil, fmt.Errorf("jdc: blocks directory: %w", err)
+	}
+	cfg.Core.Pairs = len(cfg.Upstreams)
+	// Solo work must leave the device server room to split per channel.
+	if need := devices.MinExtranonceSpace(cfg.Devices); cfg.Core.SoloExtranonceSize < need {
+		cfg.Core.SoloExtranonceSize = max(need, jdc.DefaultSoloExtranonceSize)
+	}
+	core, err := jdc.New(cfg.Core)
+	if err != nil {
+		return nil, fmt.Errorf("jdc: %w", err)
+	}
+	cfg.Core = core.Config()
+	m, err := newMetrics(cfg.Registerer, len(cfg.Upstreams))
+	if err != nil {
+		return nil, fmt.Errorf("jdc: metrics: %w", err)
+	}
+	if cfg.Devices.Logger == nil {
+		cfg.Devices.Logger = cfg.Logger.Named("devices")
+	}
+	if cfg.Devices.Registerer == nil {
+		cfg.Devices.Registerer = cfg.Registerer
+	}
+	srv, err := devices.New(cfg.Devices)
+	if err != nil {
+		return nil, fmt.Errorf("jdc: device server: %w", err)
+	}
+	d := &Daemon{
+		cfg: cfg, log: cfg.Logger, core: core, devices: srv, m: m,
+		events: make(chan event, eventQueue),
+		txSem:  make(chan struct{}, maxTxDataInFlight),
+	}
+	for range cfg.Upstreams {
+		d.pairs = append(d.pairs, &pairConns{})
+	}
+	d.constraints = core.Constraints()
+	d.status = Status{Active: core.Active(), States: core.States()}
+	return d, nil
+}
+
+// DevicesAddr is the address devices connect to.
+func (d *Daemon) DevicesAddr() string { return d.devices.Addr().String() }
+
+// Devices is the device server (for stats).
+func (d *Daemon) Devices() *devices.Server { return d.devices }
+
+// Status returns a snapshot of the upstream states.
+func (d *Daemon) Status() Status {
+	d.stMu.Lock()
+	defer d.stMu.Unlock()
+	s := d.status
+	s.States = append([]jdc.PairState(nil), s.States...)
+	return s
+}
+
+// Run serves until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvErr := make(chan error, 1)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		srvErr <- d.devices.Run(ctx)
+	}()
+	d.goRun(func() { d.tpLoop(ctx) })
+	for i := range d.cfg.Upstreams {
+		i := i
+		d.goRun(func() { d.poolLoop(ctx, i) })
+		d.goRun(func() { d.jdsLoop(ctx, i) })
+	}
+	err := d.loop(ctx, srvErr)
+	cancel()
+	d.wg.Wait()
+	return err
+}
+
+func (d *Daemon) goRun(f func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f()
+	}()
+}
+
+// post hands an event to the loop; false when ctx ended first.
+func (d *Daemon) post(ctx context.Context, e event) bool {
+	select {
+	case d.events <- e:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (d *Daemon) loop(ctx context.Context, srvErr <-chan error) error {
+	tick := time.NewTicker(d.cfg.Tick)
+	defer tick.Stop()
+	shares := d.devices.Shares()
+	for {
+		var a jdc.Actions
+		var tip time.Time
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-srvErr:
+			if err != nil {
+				return fmt.Errorf("jdc: device server: %w", err)
+			}
+			return nil
+		case e := <-d.events:
+			a = e.fn(time.Now())
+			tip = e.tip
+		case s := <-shares:
+			a = d.core.DeviceShare(time.Now(), jdc.Share{
+				WorkID: s.WorkID, ChannelID: s.ChannelID, UserIdentity: s.UserIdentity,
+				Extranonce: s.Extranonce, Version: s.Version, NTime: s.NTime, Nonce: s.Nonce,
+				Hash: s.Hash, Block: s.Block,
+			})
+		case now := <-tick.C:
+			a = d.core.Tick(now)
+		}
+		d.execute(ctx, a)
+		if !tip.IsZero() {
+			d.m.tipLatency.Observe(time.Since(tip).Seconds())
+		}
+	}
+}
+
+// execute carries out the core's actions in the documented order.
+func (d *Daemon) execute(ctx context.Context, a jdc.Actions) {
+	if a.Empty() {
+		return
+	}
+	for i := range a.Blocks {
+		d.block(ctx, &a.Blocks[i])
+	}
+	for _, op := range a.Devices {
+		switch {
+		case op.Work != nil:
+			w := op.Work
+			d.devices.SetWork(devices.Work{ID: w.ID, Future: w.Future, Version: w.Version,
+				CoinbasePrefix: w.CoinbasePrefix, CoinbaseSuffix: w.CoinbaseSuffix,
+				ExtranonceSpace: w.ExtranonceSpace, MerklePath: w.MerklePath})
+		case op.PrevHash != nil:
+			p := op.PrevHash
+			d.devices.SetPrevHash(devices.PrevHash{WorkID: p.WorkID, PrevHash: p.PrevHash, MinNTime: p.MinNTime, NBits: p.NBits})
+		case op.Target != nil:
+			d.devices.SetUpstreamTarget(*op.Target)
+		}
+	}
+	for _, s := range a.Pool {
+		d.sendPool(s.Pair, s.Msg)
+	}
+	for _, r := range a.Tokens {
+		d.token(ctx, r)
+	}
+	for _, r := range a.Declares {
+		d.declare(ctx, r)
+	}
+	for _, id := range a.TxData {
+		d.txData(ctx, id)
+	}
+	for _, r := range a.Resets {
+		d.reset(r)
+	}
+	if a.Constraints != nil {
+		c := *a.Constraints
+		d.stMu.Lock()
+		d.constraints = c
+		d.stMu.Unlock()
+		if tp := d.currentTP(); tp != nil {
+			if err := tp.SetConstraints(c.Size, c.SigOps); err != nil {
+				d.log.Warn("cannot update CoinbaseOutputConstraints", "error", err)
+			}
+		}
+	}
+	for _, s := range a.Switches {
+		d.m.switches.WithLabelValues(jdc.SourceName(s.From), jdc.SourceName(s.To), reasonLabel(s.Reason)).Inc()
+	}
+	for _, s := range a.Shares {
+		d.m.shares.WithLabelValues(jdc.SourceName(s.Source), s.Outcome, s.Reason).Add(float64(s.Count))
+	}
+	for _, l := range a.Logs {
+		switch l.Level {
+		case jdc.LevelDebug:
+			d.log.Debug(l.Msg, l.Fields...)
+		case jdc.LevelInfo:
+			d.log.Info(l.Msg, l.Fields...)
+		case jdc.LevelWarn:
+			d.log.Warn(l.Msg, l.Fields...)
+		default:
+			d.log.Error(l.Msg, l.Fields...)
+		}
+	}
+	st := d.core.States()
+	d.m.setStates(st, d.core.Active(), len(d.pairs))
+	d.stMu.Lock()
+	d.status.Active = d.core.Active()
+	d.status.States = st
+	d.status.Blocks += len(a.Blocks)
+	d.stMu.Unlock()
+}
+
+// reasonLabel keeps the metric label set small: the reason up to its colon
+// (the error code or detail after it goes to the log).
+func reasonLabel(r string) string {
+	for i := 0; i < len(r); i++ {
+		if r[i] == ':' {
+			return r[:i]
+		}
+	}
+	return r
+}
+
+// ------------------------------------------------------------------ tp
+
+func (d *Daemon) currentTP() *tpclient.Client {
+	d.tpMu.Lock()
+	defer d.tpMu.Unlock()
+	return d.tp
+}
+
+func (d *Daemon) tpLoop(ctx context.Context) {
+	log := d.log.Named("tp")
+	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	first := true
+	for ctx.Err() == nil {
+		d.stMu.Lock()
+		c := d.constraints
+		d.stMu.Unlock()
+		cl, err := tpclient.Dial(ctx, tpclient.Config{
+			Addr: d.cfg.TPAddr, AuthorityPubKey: d.cfg.TPAuthorityKey, Plaintext: d.cfg.TPPlaintext,
+			MaxAdditionalSize: c.Size, MaxAdditionalSigops: c.SigOps, Timeout: d.cfg.Timeout,
+			Logger: log, UserAgent: "sv2kit-jdc",
+		})
+		if err != nil {
+			wait := b.Next()
+			log.Warn("cannot connect to tp; retrying", "addr", d.cfg.TPAddr, "error", err, "in", wait)
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		up := time.Now()
+		log.Info("connected to tp", "addr", d.cfg.TPAddr)
+		d.tpMu.Lock()
+		d.tp = cl
+		d.tpMu.Unlock()
+		d.setTP(true)
+		if !first {
+			d.post(ctx, event{fn: d.core.TemplateProviderReset})
+		}
+		first = false
+		for m := range cl.Events() {
+			switch m := m.(type) {
+			case *messages.NewTemplate:
+				kind := "current"
+				if m.FutureTemplate {
+					kind = "future"
+				}
+				d.m.templates.WithLabelValues(kind).Inc()
+				d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.NewTemplate(now, m) }})
+			case *messages.SetNewPrevHash:
+				d.m.tipChanges.Inc()
+				d.post(ctx, event{tip: time.Now(), fn: func(now time.Time) jdc.Actions { return d.core.SetNewPrevHash(now, m) }})
+			}
+		}
+		d.tpMu.Lock()
+		d.tp = nil
+		d.tpMu.Unlock()
+		d.setTP(false)
+		_ = cl.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(up) > stableConn {
+			b.Reset()
+		}
+		wait := b.Next()
+		log.Warn("tp connection lost; reconnecting", "error", cl.Err(), "in", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func (d *Daemon) setTP(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	d.m.tpConnected.Set(v)
+	d.stMu.Lock()
+	d.status.TPConnected = up
+	d.stMu.Unlock()
+}
+
+func (d *Daemon) txData(ctx context.Context, id uint64) {
+	tp := d.currentTP()
+	if tp == nil {
+		return
+	}
+	d.goRun(func() {
+		select {
+		case d.txSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-d.txSem }()
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+		defer cancel()
+		r, err := tp.RequestTransactionData(rctx, id)
+		if err != nil {
+			d.m.txData.WithLabelValues("error").Inc()
+			d.log.Warn("RequestTransactionData failed", "template", id, "error", err)
+			return
+		}
+		txids, err := declarer.TxIDs(r.TransactionList)
+		if err != nil {
+			d.m.txData.WithLabelValues("error").Inc()
+			d.log.Error("tp sent transactions that do not parse", "template", id, "error", err)
+			return
+		}
+		d.m.txData.WithLabelValues("ok").Inc()
+		data := &jdc.TxData{Txs: r.TransactionList, TxIDs: txids, WTxIDs: declarer.WTxIDs(r.TransactionList), Excess: r.ExcessData}
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.TxData(now, id, data) }})
+	})
+}
+
+// ------------------------------------------------------------------ pairs
+
+func (d *Daemon) poolLoop(ctx context.Context, i int) {
+	u := d.cfg.Upstreams[i]
+	pc := d.pairs[i]
+	log := d.log.Named("pool").With("pair", i, "addr", u.PoolAddr)
+	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	for ctx.Err() == nil {
+		cl, err := poolclient.Dial(ctx, poolclient.Config{
+			Addr: u.PoolAddr, AuthorityPubKey: u.PoolAuthorityKey, Plaintext: u.PoolPlaintext,
+			UserIdentity: u.UserIdentity, NominalHashRate: d.cfg.NominalHashRate,
+			MinExtranonceSize: uint16(devices.MinExtranonceSpace(d.cfg.Devices)),
+			Timeout:           d.cfg.Timeout, Logger: log,
+		})
+		if err != nil {
+			wait := b.Next()
+			log.Warn("cannot connect to the pool; retrying", "error", err, "in", wait)
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		up := time.Now()
+		ch := cl.Channel()
+		log.Info("pool channel open", "channel", ch.ID, "extranonce_prefix", hex.EncodeToString(ch.ExtranoncePrefix), "extranonce_size", ch.ExtranonceSize)
+		pc.mu.Lock()
+		pc.pool = cl
+		pc.mu.Unlock()
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions {
+			return d.core.PoolUp(now, i, jdc.Channel{ID: ch.ID, Target: ch.Target, ExtranoncePrefix: ch.ExtranoncePrefix, ExtranonceSize: ch.ExtranonceSize})
+		}})
+		for m := range cl.Events() {
+			switch m := m.(type) {
+			case *messages.SetCustomMiningJobSuccess:
+				d.m.customJobs.WithLabelValues(strconv.Itoa(i), "accepted").Inc()
+			case *messages.SetCustomMiningJobError:
+				d.m.customJobs.WithLabelValues(strconv.Itoa(i), "rejected").Inc()
+				log.Warn("pool rejected a custom job", "code", m.ErrorCode)
+			case *messages.SubmitSharesError:
+				log.Debug("pool rejected a share", "code", m.ErrorCode, "seq", m.SequenceNumber)
+			}
+			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolMessage(now, i, m) }})
+		}
+		pc.mu.Lock()
+		if pc.pool == cl {
+			pc.pool = nil
+		}
+		pc.mu.Unlock()
+		_ = cl.Close()
+		reason := "closed"
+		if err := cl.Err(); err != nil {
+			reason = err.Error()
+		}
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolDown(now, i, reason) }})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(up) > stableConn {
+			b.Reset()
+		}
+		wait := b.Next()
+		log.Warn("pool connection ended; reconnecting", "reason", reason, "in", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func (d *Daemon) jdsLoop(ctx context.Context, i int) {
+	u := d.cfg.Upstreams[i]
+	pc := d.pairs[i]
+	log := d.log.Named("jds").With("pair", i, "addr", u.JDSAddr)
+	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	for ctx.Err() == nil {
+		dc, err := declarer.Dial(ctx, declarer.Config{
+			Addr: u.JDSAddr, AuthorityPubKey: u.JDSAuthorityKey, UserIdentifier: u.UserIdentity,
+			FullTemplate: d.cfg.Core.Mode == jdc.FullTemplate, Timeout: d.cfg.Timeout, Logger: log,
+			PushSolution2025: u.PushSolution2025,
+		})
+		if err != nil {
+			wait := b.Next()
+			log.Warn("cannot connect to the JDS; retrying", "error", err, "in", wait)
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		up := time.Now()
+		log.Info("connected to the JDS")
+		pc.mu.Lock()
+		pc.decl = dc
+		pc.mu.Unlock()
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSUp(now, i) }})
+		select {
+		case <-dc.Done():
+		case <-ctx.Done():
+		}
+		pc.mu.Lock()
+		if pc.decl == dc {
+			pc.decl = nil
+		}
+		pc.mu.Unlock()
+		_ = dc.Close()
+		reason := "closed"
+		if err := dc.Err(); err != nil {
+			reason = err.Error()
+		}
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSDown(now, i, reason) }})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(up) > stableConn {
+			b.Reset()
+		}
+		wait := b.Next()
+		log.Warn("JDS connection ended; reconnecting", "reason", reason, "in", wait)
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func (d *Daemon) conns(i int) (*poolclient.Client, *declarer.Declarer) {
+	if i < 0 || i >= len(d.pairs) {
+		return nil, nil
+	}
+	pc := d.pairs[i]
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.pool, pc.decl
+}
+
+func (d *Daemon) sendPool(i int, m codec.Message) {
+	pool, _ := d.conns(i)
+	if pool == nil {
+		return
+	}
+	if _, ok := m.(*messages.SetCustomMiningJob); ok {
+		d.m.customJobs.WithLabelValues(strconv.Itoa(i), "sent").Inc()
+	}
+	if err := pool.Send(m); err != nil {
+		d.log.Warn("cannot send to the pool", "pair", i, "msg", m.MessageName(), "error", err)
+	}
+}
+
+func (d *Daemon) token(ctx context.Context, r jdc.TokenRequest) {
+	_, dc := d.conns(r.Pair)
+	d.goRun(func() {
+		var (
+			tok *messages.AllocateMiningJobTokenSuccess
+			err error
+		)
+		if dc == nil {
+			err = errors.New("JDS not connected")
+		} else {
+			tctx, cancel := context.WithTimeout(ctx, d.cfg.Core.TokenTimeout+time.Second)
+			tok, err = dc.Token(tctx)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.Token(now, r.Pair, r.Req, tok, err) }})
+	})
+}
+
+func (d *Daemon) declare(ctx context.Context, r jdc.DeclareRequest) {
+	_, dc := d.conns(r.Pair)
+	u := d.cfg.Upstreams[r.Pair]
+	d.m.declarations.WithLabelValues(strconv.Itoa(r.Pair), "sent").Inc()
+	d.goRun(func() {
+		var (
+			ok  *messages.DeclareMiningJobSuccess
+			err error
+		)
+		if dc == nil {
+			err = errors.New("JDS not connected")
+		} else {
+			ids := r.WTxIDs
+			if u.DeclareTxIDs {
+				ids, err = declarer.TxIDs(r.Txs)
+			}
+			if err == nil {
+				dctx, cancel := context.WithTimeout(ctx, d.cfg.Core.DeclareTimeout+time.Second)
+				ok, err = dc.Declare(dctx, declarer.Job{
+					Token: r.Token, Version: r.Version, CoinbasePrefix: r.CoinbasePrefix, CoinbaseSuffix: r.CoinbaseSuffix,
+					WTxIDs: ids, Txs: r.Txs, ExcessData: r.ExcessData,
+				})
+				cancel()
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var newToken []byte
+		var de *declarer.DeclareError
+		switch {
+		case err == nil:
+			newToken = ok.NewMiningJobToken
+			d.m.declarations.WithLabelValues(strconv.Itoa(r.Pair), "ok").Inc()
+		case errors.As(err, &de):
+			err = &jdc.DeclareError{Code: de.Code, Details: de.Details}
+			d.m.declarations.WithLabelValues(strconv.Itoa(r.Pair), "rejected").Inc()
+		default:
+			d.m.declarations.WithLabelValues(strconv.Itoa(r.Pair), "failed").Inc()
+		}
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.Declared(now, r.Pair, r.Req, newToken, err) }})
+	})
+}
+
+// reset drops a pair's connections; its loops reconnect with backoff.
+func (d *Daemon) reset(r jdc.PairReset) {
+	pool, dc := d.conns(r.Pair)
+	d.log.Warn("resetting pair connections", "pair", r.Pair, "reason", r.Reason)
+	d.goRun(func() {
+		if pool != nil {
+			_ = pool.Close()
+		}
+		if dc != nil {
+			_ = dc.Close()
+		}
+	})
+}
+
+// ------------------------------------------------------------------ blocks
+
+type blockRecord struct {
+	Hash       string `json:"hash"`
+	Source     string `json:"source"`
+	TemplateID uint64 `json:"template_id"`
+	Version    uint32 `json:"version"`
+	NTime      uint32 `json:"ntime"`
+	Nonce      uint32 `json:"nonce"`
+	Coinbase   string `json:"coinbase"`
+	Block      string `json:"block,omitempty"`
+	FoundAt    string `json:"found_at"`
+}
+
+// block writes the block to disk (fsync) and only then submits it on every
+// path jdc has: tp (SubmitSolution), the pair's JDS (PushSolution) and the
+// node (submitblock).
+func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
+	d.m.blocks.WithLabelValues(jdc.SourceName(b.Source)).Inc()
+	rec := blockRecord{
+		Hash: b.HashString(), Source: jdc.SourceName(b.Source), TemplateID: b.TemplateID,
+		Version: b.Solution.Version, NTime: b.Solution.HeaderTimestamp, Nonce: b.Solution.HeaderNonce,
+		Coinbase: hex.EncodeToString(b.Solution.CoinbaseTx), FoundAt: time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	if b.Raw != nil {
+		rec.Block = hex.EncodeToString(b.Raw)
+	}
+	if err := writeSynced(filepath.Join(d.cfg.BlocksDir, rec.Hash+".json"), rec); err != nil {
+		// Still submit: losing the block is worse than a missing file.
+		d.m.submissions.WithLabelValues("disk", "error").Inc()
+		d.log.Error("cannot write the found block to disk; submitting anyway", "hash", rec.Hash, "error", err)
+	} else {
+		d.m.submissions.WithLabelValues("disk", "ok").Inc()
+	}
+	d.log.Info("block found", "hash", rec.Hash, "source", rec.Source, "template", b.TemplateID)
+	tp := d.currentTP()
+	_, dc := d.conns(b.Source)
+	sol, push, raw := b.Solution, b.Push, b.Raw
+	d.goRun(func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
+		defer cancel()
+		if tp != nil {
+			if err := tp.SubmitSolution(sctx, sol); err != nil {
+				d.m.submissions.WithLabelValues("tp", "error").Inc()
+				d.log.Error("SubmitSolution to tp failed", "hash", rec.Hash, "error", err)
+			} else {
+				d.m.submissions.WithLabelValues("tp", "ok").Inc()
+			}
+		} else {
+			d.m.submissions.WithLabelValues("tp", "error").Inc()
+			d.log.Error("tp not connected: block not sent to tp", "hash", rec.Hash)
+		}
+		if push != nil && dc != nil {
+			if err := dc.PushSolution(sctx, push); err != nil {
+				d.m.submissions.WithLabelValues("jds", "error").Inc()
+				d.log.Error("PushSolution to the JDS failed", "hash", rec.Hash, "error", err)
+			} else {
+				d.m.submissions.WithLabelValues("jds", "ok").Inc()
+			}
+		}
+		if d.cfg.Node != nil && raw != nil {
+			res, err := d.cfg.Node.SubmitBlock(sctx, raw)
+			switch {
+			case err != nil:
+				d.m.submissions.WithLabelValues("node", "error").Inc()
+				d.log.Error("submitblock failed", "hash", rec.Hash, "error", err)
+			case res != "" && res != "duplicate":
+				d.m.submissions.WithLabelValues("node", "rejected").Inc()
+				d.log.Error("node rejected the block", "hash", rec.Hash, "result", res)
+			default:
+				d.m.submissions.WithLabelValues("node", "ok").Inc()
+				d.log.Info("node accepted the block", "hash", rec.Hash, "result", res)
+			}
+		}
+	})
+}
+
+func writeSynced(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
