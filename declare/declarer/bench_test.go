@@ -1,11 +1,14 @@
 package declarer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sv2kit/sv2kit/sv2/messages"
@@ -75,5 +78,58 @@ func BenchmarkWTxIDs4000(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		WTxIDs(job.Txs)
+	}
+}
+
+// realisticTxs returns n segwit transactions of two inputs and two outputs
+// (about 370 bytes each), serialized with witness.
+func realisticTxs(b *testing.B, n int) [][]byte {
+	txs := make([][]byte, n)
+	for i := range txs {
+		tx := wire.NewMsgTx(2)
+		for k := 0; k < 2; k++ {
+			var h chainhash.Hash
+			rand.Read(h[:])
+			in := wire.NewTxIn(&wire.OutPoint{Hash: h, Index: uint32(k)}, nil, nil)
+			sig := make([]byte, 72)
+			pub := make([]byte, 33)
+			rand.Read(sig)
+			rand.Read(pub)
+			in.Witness = wire.TxWitness{sig, pub}
+			tx.AddTxIn(in)
+		}
+		for k := 0; k < 2; k++ {
+			script := make([]byte, 22)
+			rand.Read(script)
+			tx.AddTxOut(wire.NewTxOut(int64(1000+k), script))
+		}
+		var buf bytes.Buffer
+		if err := tx.Serialize(&buf); err != nil {
+			b.Fatal(err)
+		}
+		txs[i] = buf.Bytes()
+	}
+	return txs
+}
+
+// BenchmarkTxIDs4000 computes the txids of 4,000 segwit transactions.
+func BenchmarkTxIDs4000(b *testing.B) {
+	txs := realisticTxs(b, 4000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := TxIDs(txs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWTxIDs4000Segwit computes the wtxids of the same transactions.
+func BenchmarkWTxIDs4000Segwit(b *testing.B) {
+	txs := realisticTxs(b, 4000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		WTxIDs(txs)
 	}
 }
