@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer, core *Core) *Metrics {
 		missingBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "jds_missing_tx_bytes_total",
 			Help: "Bytes of transactions received in ProvideMissingTransactions.Success."}),
 		checkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "jds_declaration_check_seconds",
-			Help: "Time of the JDS's own checks of a declaration (token, coinbase, lookups, transactions, assembly), without the node's proposal check.",
+			Help:    "Time of the JDS's own checks of a declaration (token, coinbase, lookups, transactions, assembly), without the node's proposal check.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		proposalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "jds_node_proposal_seconds",
 			Help: "Time of the node's getblocktemplate proposal check of a declared block.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),

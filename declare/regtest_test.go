@@ -165,7 +165,9 @@ func TestJDSRegtest(t *testing.T) {
 			{"prev hash", func(m *messages.SetCustomMiningJob) { m.PrevHash[0] ^= 1 }, "alice", CodeStaleChainTip},
 			{"nbits", func(m *messages.SetCustomMiningJob) { m.NBits-- }, "alice", CodeInvalidNBits},
 			{"version", func(m *messages.SetCustomMiningJob) { m.Version ^= 1 }, "alice", CodeInvalidVersion},
-			{"outputs", func(m *messages.SetCustomMiningJob) { m.CoinbaseTxOutputs = goodJob.outputVec[:len(goodJob.outputVec)-1] }, "alice", CodeInvalidCoinbaseTxOutputs},
+			{"outputs", func(m *messages.SetCustomMiningJob) {
+				m.CoinbaseTxOutputs = goodJob.outputVec[:len(goodJob.outputVec)-1]
+			}, "alice", CodeInvalidCoinbaseTxOutputs},
 			{"prefix", func(m *messages.SetCustomMiningJob) { m.CoinbasePrefix = []byte{1, 2, 3} }, "alice", CodeInvalidCoinbasePrefix},
 			{"sequence", func(m *messages.SetCustomMiningJob) { m.CoinbaseTxInputNSequence = 0 }, "alice", CodeInvalidCoinbaseTxSequence},
 			{"locktime", func(m *messages.SetCustomMiningJob) { m.CoinbaseTxLocktime = 9 }, "alice", CodeInvalidCoinbaseTxLocktime},
