@@ -72,8 +72,13 @@ func TestInitialTargetFromHashRate(t *testing.T) {
 	}
 	// And to the session's easiest target.
 	s = NewSession(Config{EasiestTarget: targetBits(20)}, mustAlloc(t, nil, 12, 8))
-	_, out = s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	_, out = s.OpenStandard(&messages.OpenStandardMiningChannel{NominalHashRate: 1, MaxTarget: MaxTarget}, t0)
 	if out[0].(*messages.OpenStandardMiningChannelSuccess).Target != targetBits(20) {
+		t.Fatal("easiest target not honoured")
+	}
+	// Unknown hash rate starts at InitialHashRate, not the easiest target.
+	_, out = s.OpenStandard(&messages.OpenStandardMiningChannel{MaxTarget: MaxTarget}, t0)
+	if out[0].(*messages.OpenStandardMiningChannelSuccess).Target != TargetFromHashRate(1e6, 10) {
 		t.Fatal("easiest target not honoured")
 	}
 }
@@ -213,7 +218,7 @@ func TestLateChannelGetsWork(t *testing.T) {
 	out, _ := f.s.NewTemplate(fut)
 	early.handle(out)
 
-	_, msgs := f.s.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 9, MaxTarget: targetBits(4)}, t0)
+	_, msgs := f.s.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 9, NominalHashRate: 1, MaxTarget: targetBits(4)}, t0)
 	if len(msgs) != 4 {
 		t.Fatalf("late open: %d messages", len(msgs))
 	}
@@ -326,7 +331,7 @@ func TestCustomJobs(t *testing.T) {
 	// Pool side: a JDC's extended channel with the pool's 4-byte prefix and
 	// 8 bytes for the JDC.
 	pool := NewSession(Config{}, mustAlloc(t, nil, 12, 8))
-	_, msgs := pool.OpenExtended(&messages.OpenExtendedMiningChannel{MaxTarget: targetBits(8), MinExtranonceSize: 8}, t0)
+	_, msgs := pool.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1, MaxTarget: targetBits(8), MinExtranonceSize: 8}, t0)
 	dev := newDevice(t, msgs)
 	c := pool.Channel(dev.ch)
 

@@ -51,12 +51,12 @@ func (f *netFixture) block(bits uint32, ntx int, now time.Time) []codec.Message 
 }
 
 func openExt(t *testing.T, s *Session, maxTarget [32]byte, now time.Time) *device {
-	_, msgs := s.OpenExtended(&messages.OpenExtendedMiningChannel{RequestID: 1, UserIdentity: "dev", MaxTarget: maxTarget, MinExtranonceSize: 4}, now)
+	_, msgs := s.OpenExtended(&messages.OpenExtendedMiningChannel{RequestID: 1, UserIdentity: "dev", NominalHashRate: 1, MaxTarget: maxTarget, MinExtranonceSize: 4}, now)
 	return newDevice(t, msgs)
 }
 
 func openStd(t *testing.T, s *Session, maxTarget [32]byte, now time.Time) *device {
-	_, msgs := s.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 2, UserIdentity: "std", MaxTarget: maxTarget}, now)
+	_, msgs := s.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 2, UserIdentity: "std", NominalHashRate: 1, MaxTarget: maxTarget}, now)
 	return newDevice(t, msgs)
 }
 

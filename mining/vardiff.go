@@ -9,6 +9,9 @@ import (
 type VardiffConfig struct {
 	// SharesPerMinute is the share rate to keep each channel near (default 10).
 	SharesPerMinute float64
+	// InitialHashRate is assumed for a device announcing 0 (default 1 MH/s,
+	// a CPU miner): starting at the easiest target would flood the server.
+	InitialHashRate float64
 	// Window is the shortest time shares are counted before the target may
 	// change (default 60 s). A device far faster than its target is
 	// retargeted sooner.
@@ -18,6 +21,9 @@ type VardiffConfig struct {
 func (c VardiffConfig) withDefaults() VardiffConfig {
 	if !(c.SharesPerMinute > 0) || math.IsInf(c.SharesPerMinute, 0) {
 		c.SharesPerMinute = 10
+	}
+	if !(c.InitialHashRate > 0) || math.IsInf(c.InitialHashRate, 0) {
+		c.InitialHashRate = 1e6
 	}
 	if c.Window <= 0 {
 		c.Window = time.Minute
@@ -38,9 +44,12 @@ type Vardiff struct {
 }
 
 // NewVardiff starts a controller for a device announcing hashRate (hashes per
-// second; 0 = unknown, start at max) whose target may not exceed max.
+// second; 0 = unknown: InitialHashRate) whose target may not exceed max.
 func NewVardiff(cfg VardiffConfig, hashRate float64, max [32]byte, now time.Time) *Vardiff {
 	v := &Vardiff{cfg: cfg.withDefaults(), max: max, start: now}
+	if !(hashRate > 0) || math.IsInf(hashRate, 0) {
+		hashRate = v.cfg.InitialHashRate
+	}
 	v.setHashRate(hashRate)
 	return v
 }
@@ -114,11 +123,9 @@ func (v *Vardiff) Update(now time.Time) bool {
 	ratio = math.Min(math.Max(ratio, 1.0/16), 64)
 	old := v.target
 	if math.Abs(ratio-1) >= 0.1 {
-		cur := v.hashRate
-		if cur == 0 {
-			cur = HashRateFromTarget(v.target, spm)
-		}
-		v.setHashRate(cur * ratio)
+		// Measure against the target actually mined (it may be clamped to
+		// the maximum), not the previous estimate.
+		v.setHashRate(HashRateFromTarget(v.target, spm) * ratio)
 	}
 	v.start, v.shares = now, 0
 	return old != v.target
