@@ -556,7 +556,6 @@ func (d *Declarer) onToken(m *messages.AllocateMiningJobTokenSuccess) {
 // once; using it (Declare, or SetCustomMiningJob in coinbase-only mode)
 // is the caller's.
 func (d *Declarer) Token(ctx context.Context) (*messages.AllocateMiningJobTokenSuccess, error) {
-	start := time.Now()
 	timer := time.NewTimer(d.cfg.Timeout)
 	defer timer.Stop()
 	for {
@@ -590,8 +589,10 @@ func (d *Declarer) Token(ctx context.Context) (*messages.AllocateMiningJobTokenS
 		d.waiters--
 		stuck := false
 		if err != nil && errors.Is(err, ErrTimeout) {
+			// Stuck: an allocation went unanswered for (about) the whole
+			// wait; the slack covers one sent by this call just after start.
 			for _, sent := range d.allocs {
-				if !sent.After(start) {
+				if time.Since(sent) >= d.cfg.Timeout-d.cfg.Timeout/20 {
 					stuck = true
 				}
 			}

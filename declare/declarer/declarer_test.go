@@ -194,19 +194,21 @@ func TestTokenOnDemandAndAge(t *testing.T) {
 }
 
 func TestTokenTimeoutFailsConnection(t *testing.T) {
-	f := startFake(t, behavior{noTokens: true})
-	d := dial(t, f, func(c *Config) { c.Timeout = 200 * time.Millisecond })
-	_, err := d.Token(ctxT(t))
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v", err)
-	}
-	select {
-	case <-d.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("declarer still running with a JDS that does not hand out tokens")
-	}
-	if !errors.Is(d.Err(), ErrTimeout) {
-		t.Errorf("Err = %v", d.Err())
+	for _, spare := range []int{2, -1} { // allocated at Dial, or by Token itself
+		f := startFake(t, behavior{noTokens: true})
+		d := dial(t, f, func(c *Config) { c.Timeout = 200 * time.Millisecond; c.SpareTokens = spare })
+		_, err := d.Token(ctxT(t))
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v", err)
+		}
+		select {
+		case <-d.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("spare %d: declarer still running with a JDS that does not hand out tokens", spare)
+		}
+		if !errors.Is(d.Err(), ErrTimeout) {
+			t.Errorf("Err = %v", d.Err())
+		}
 	}
 	// A caller's own short context does not kill the connection.
 	f2 := startFake(t, behavior{noTokens: true})
