@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/sv2kit/sv2kit/declare"
 	"github.com/sv2kit/sv2kit/internal/regtest"
@@ -31,7 +32,7 @@ type jdsEnv struct {
 	payout []byte
 }
 
-func startJDS(t *testing.T, ctx context.Context, n *regtest.Node) *jdsEnv {
+func startJDS(t testing.TB, ctx context.Context, n *regtest.Node, mod func(*declare.Config)) *jdsEnv {
 	t.Helper()
 	rpc, err := node.NewClient(node.Config{URL: "http://" + n.RPCAddr(), User: n.RPCUser(), Password: n.RPCPass(),
 		Network: "regtest", Timeout: 20 * time.Second})
@@ -45,13 +46,17 @@ func startJDS(t *testing.T, ctx context.Context, n *regtest.Node) *jdsEnv {
 	}
 	payout := append([]byte{0x00, 0x14}, bytes.Repeat([]byte{0xab}, 20)...) // P2WPKH
 	store := mempool.NewStore(0)
-	srv, err := declare.New(declare.Config{
+	cfg := declare.Config{
 		AuthorityKey: auth,
 		Policy: declare.Policy{PayoutScript: payout, HalvingInterval: declare.RegtestHalvingInterval,
 			AllowFullTemplate: true},
 		Node: rpc, Txs: store, BlockDir: t.TempDir(), TipPollInterval: 200 * time.Millisecond,
 		Logger: testLogger(t).Named("jds"),
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := declare.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +83,7 @@ func startJDS(t *testing.T, ctx context.Context, n *regtest.Node) *jdsEnv {
 
 // template asks the node for a block template and turns it into what a TP
 // sends: NewTemplate and RequestTransactionData.Success.
-func (e *jdsEnv) template(t *testing.T, ctx context.Context, id uint64, reserve int) (*templates.Template, *messages.NewTemplate, *messages.RequestTransactionDataSuccess) {
+func (e *jdsEnv) template(t testing.TB, ctx context.Context, id uint64, reserve int) (*templates.Template, *messages.NewTemplate, *messages.RequestTransactionDataSuccess) {
 	t.Helper()
 	gbt, err := e.rpc.GetBlockTemplate(ctx, "")
 	if err != nil {
@@ -114,7 +119,7 @@ func (e *jdsEnv) template(t *testing.T, ctx context.Context, id uint64, reserve 
 // coinbase lays out a coinbase the way a JDC would: the template's BIP34
 // prefix, a push of the 8-byte extranonce, the pool's outputs (the payout
 // funded with pay) and the template's outputs last.
-func coinbase(t *testing.T, tmpl *templates.Template, tok *messages.AllocateMiningJobTokenSuccess, pay int64, extra ...templates.TxOutput) *templates.Coinbase {
+func coinbase(t testing.TB, tmpl *templates.Template, tok *messages.AllocateMiningJobTokenSuccess, pay int64, extra ...templates.TxOutput) *templates.Coinbase {
 	t.Helper()
 	outs, err := templates.ParseOutputVector(tok.CoinbaseTxOutputs)
 	if err != nil || len(outs) == 0 {
@@ -153,7 +158,7 @@ func TestAgainstJDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startJDS(t, ctx, n)
+	e := startJDS(t, ctx, n, nil)
 	for _, tx := range sent {
 		var b bytes.Buffer
 		tx.Serialize(&b)
@@ -316,4 +321,73 @@ func TestAgainstJDS(t *testing.T) {
 			t.Errorf("coinbase pays %d to %x", blk.Transactions[0].TxOut[0].Value, blk.Transactions[0].TxOut[0].PkScript)
 		}
 	})
+}
+
+// BenchmarkDeclare4000RealJDS declares a 4,000-transaction job (real signed
+// transactions) to sv2kit's JDS in front of a real btcd, end to end: token,
+// DeclareMiningJob, the JDS's checks, the node's proposal check (btcd
+// validates the whole block), DeclareMiningJob.Success. "AllMissing": the
+// JDS's mirror is empty and every transaction is uploaded first.
+func BenchmarkDeclare4000RealJDS(b *testing.B) {
+	for _, known := range []bool{true, false} {
+		name := "AllKnown"
+		if !known {
+			name = "AllMissing"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			n := regtest.Start(b, regtest.Options{})
+			sent, err := n.Wallet().SendMany(ctx, 4000, 2, 5, 11)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := startJDS(b, ctx, n, func(c *declare.Config) {
+				c.Logger = hclog.NewNullLogger()
+				c.Policy.TokenBurst, c.Policy.TokenRate = 1<<20, 1<<20 // the benchmark allocates fast
+			})
+			if known {
+				for _, tx := range sent {
+					var buf bytes.Buffer
+					tx.Serialize(&buf)
+					if _, err := e.store.Add(buf.Bytes()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			d, err := Dial(ctx, Config{Addr: e.addr, AuthorityPubKey: &e.pub, UserIdentifier: "bench", FullTemplate: true,
+				Timeout: time.Minute, Logger: hclog.NewNullLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			tok, err := d.Token(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tmpl, nt, data := e.template(b, ctx, 1, len(tok.CoinbaseTxOutputs))
+			if len(tmpl.Txs) != len(sent) {
+				b.Fatalf("template has %d of %d transactions", len(tmpl.Txs), len(sent))
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if i > 0 {
+					if tok, err = d.Token(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				prefix, suffix := coinbase(b, tmpl, tok, tmpl.ValueRemaining).Parts(true)
+				job, err := NewJob(tok.MiningJobToken, nt, data, prefix, suffix)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := d.Declare(ctx, job); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			st := d.Stats()
+			b.ReportMetric(float64(st.MissingTxs)/float64(b.N), "missing/op")
+		})
+	}
 }
