@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,6 +286,7 @@ func (d *Daemon) loop(ctx context.Context, srvErr <-chan error) error {
 
 // execute carries out the core's actions in the documented order.
 func (d *Daemon) execute(ctx context.Context, a jdc.Actions) {
+	defer d.updateStatus(len(a.Blocks))
 	if a.Empty() {
 		return
 	}
@@ -349,12 +351,17 @@ func (d *Daemon) execute(ctx context.Context, a jdc.Actions) {
 			d.log.Error(l.Msg, l.Fields...)
 		}
 	}
+}
+
+// updateStatus refreshes the snapshot and the state gauges: the core's
+// states change on events that need no action too (a custom job accepted).
+func (d *Daemon) updateStatus(blocks int) {
 	st := d.core.States()
 	d.m.setStates(st, d.core.Active(), len(d.pairs))
 	d.stMu.Lock()
 	d.status.Active = d.core.Active()
 	d.status.States = st
-	d.status.Blocks += len(a.Blocks)
+	d.status.Blocks += blocks
 	d.stMu.Unlock()
 }
 
@@ -404,6 +411,7 @@ func (d *Daemon) tpLoop(ctx context.Context) {
 		d.tp = cl
 		d.tpMu.Unlock()
 		d.setTP(true)
+		stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
 		if !first {
 			d.post(ctx, event{fn: d.core.TemplateProviderReset})
 		}
@@ -422,6 +430,7 @@ func (d *Daemon) tpLoop(ctx context.Context) {
 				d.post(ctx, event{tip: time.Now(), fn: func(now time.Time) jdc.Actions { return d.core.SetNewPrevHash(now, m) }})
 			}
 		}
+		stop()
 		d.tpMu.Lock()
 		d.tp = nil
 		d.tpMu.Unlock()
@@ -512,6 +521,7 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 		pc.mu.Lock()
 		pc.pool = cl
 		pc.mu.Unlock()
+		stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
 		d.post(ctx, event{fn: func(now time.Time) jdc.Actions {
 			return d.core.PoolUp(now, i, jdc.Channel{ID: ch.ID, Target: ch.Target, ExtranoncePrefix: ch.ExtranoncePrefix, ExtranonceSize: ch.ExtranonceSize})
 		}})
@@ -527,6 +537,7 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 			}
 			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolMessage(now, i, m) }})
 		}
+		stop()
 		pc.mu.Lock()
 		if pc.pool == cl {
 			pc.pool = nil
@@ -774,7 +785,9 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 			case err != nil:
 				d.m.submissions.WithLabelValues("node", "error").Inc()
 				d.log.Error("submitblock failed", "hash", rec.Hash, "error", err)
-			case res != "" && res != "duplicate":
+			case res != "" && res != "duplicate" && !strings.Contains(res, "already have"):
+				// (btcd answers "rejected: already have block" for a block
+				// tp or the JDS submitted first.)
 				d.m.submissions.WithLabelValues("node", "rejected").Inc()
 				d.log.Error("node rejected the block", "hash", rec.Hash, "result", res)
 			default:
