@@ -227,6 +227,7 @@ func TestDeclare(t *testing.T) {
 	const n = 5
 	for _, tc := range []struct {
 		name    string
+		timeout time.Duration // Config.Timeout; default 5 s
 		declare func(p *peer, m *messages.DeclareMiningJob)
 		check   func(t *testing.T, ok *messages.DeclareMiningJobSuccess, err error, d *Declarer)
 	}{
@@ -340,9 +341,10 @@ func TestDeclare(t *testing.T) {
 			},
 		},
 		{
-			name: "slow answer",
+			name:    "slow answer",
+			timeout: 300 * time.Millisecond,
 			declare: func(p *peer, m *messages.DeclareMiningJob) {
-				time.Sleep(400 * time.Millisecond)
+				time.Sleep(600 * time.Millisecond)
 				p.send(&messages.DeclareMiningJobSuccess{RequestID: m.RequestID}) // late: dropped
 			},
 			check: func(t *testing.T, ok *messages.DeclareMiningJobSuccess, err error, d *Declarer) {
@@ -353,7 +355,7 @@ func TestDeclare(t *testing.T) {
 					t.Errorf("stats %+v", st)
 				}
 				// The connection stays usable and the late answer is dropped.
-				time.Sleep(400 * time.Millisecond)
+				time.Sleep(600 * time.Millisecond)
 				if _, err := d.Token(ctxT(t)); err != nil || d.Err() != nil {
 					t.Errorf("after a slow answer: %v %v", err, d.Err())
 				}
@@ -418,7 +420,11 @@ func TestDeclare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startFake(t, behavior{declare: tc.declare})
-			d := dial(t, f, func(c *Config) { c.Timeout = 300 * time.Millisecond })
+			d := dial(t, f, func(c *Config) {
+				if tc.timeout != 0 {
+					c.Timeout = tc.timeout
+				}
+			})
 			tok, err := d.Token(ctxT(t))
 			if err != nil {
 				t.Fatal(err)
