@@ -462,14 +462,10 @@ func (d *Declarer) handle(m codec.Message) error {
 	case *messages.ProvideMissingTransactions:
 		return d.onMissing(m)
 	case *messages.DeclareMiningJobSuccess:
-		if d.resolve(m.RequestID, result{ok: m}, m.MessageName()) {
-			d.count(func(s *Stats) { s.Accepted++ })
-		}
+		d.resolve(m.RequestID, result{ok: m}, m.MessageName())
 	case *messages.DeclareMiningJobError:
 		de := &DeclareError{RequestID: m.RequestID, Code: m.ErrorCode, Details: string(m.ErrorDetails)}
-		if d.resolve(m.RequestID, result{err: de}, m.MessageName()) {
-			d.count(func(s *Stats) { s.Rejected++ })
-		}
+		d.resolve(m.RequestID, result{err: de}, m.MessageName())
 	case *messages.Reconnect:
 		// jdc owns upstream selection; following a redirect is its call.
 		d.log.Warn("JDS asked to reconnect elsewhere; not followed", "host", m.NewHost, "port", m.NewPort)
@@ -697,21 +693,27 @@ func (d *Declarer) forget(id uint32) bool {
 	return true
 }
 
-// resolve hands a declaration its answer; false if none was waiting.
-func (d *Declarer) resolve(id uint32, r result, what string) bool {
+// resolve hands a declaration its answer (counted before the caller sees
+// it, so Stats agrees with what Declare returned).
+func (d *Declarer) resolve(id uint32, r result, what string) {
 	d.mu.Lock()
 	p := d.declares[id]
 	delete(d.declares, id)
-	if p == nil {
+	var de *DeclareError
+	switch {
+	case p == nil:
 		d.stats.Unexpected++
+	case r.ok != nil:
+		d.stats.Accepted++
+	case errors.As(r.err, &de):
+		d.stats.Rejected++
 	}
 	d.mu.Unlock()
 	if p == nil {
 		d.log.Warn("dropping answer for an unknown or timed-out declaration", "message", what, "request_id", id)
-		return false
+		return
 	}
 	p.reply <- r
-	return true
 }
 
 // onMissing answers ProvideMissingTransactions. Positions out of range or
