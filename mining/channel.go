@@ -145,6 +145,35 @@ type Channel struct {
 	staleNext    int
 	dups         dupSet
 	stats        Stats
+	roots        [rootCacheSize]rootEntry
+}
+
+// rootCacheSize entries of recent (job, extranonce) → merkle root per
+// extended channel: a device rolls nonce, nTime and version bits far more
+// often than its extranonce, so most shares skip the coinbase and merkle
+// path hashing.
+const rootCacheSize = 8
+
+type rootEntry struct {
+	job  *Job
+	n    int
+	ext  [MaxExtranonceSize]byte
+	root [32]byte
+}
+
+// extendedRoot is the merkle root of a share on extended job j.
+func (c *Channel) extendedRoot(j *Job, ext []byte) [32]byte {
+	var h uint32
+	for _, b := range ext {
+		h = h*31 + uint32(b)
+	}
+	e := &c.roots[h%rootCacheSize]
+	if e.job == j && e.n == len(ext) && string(e.ext[:e.n]) == string(ext) {
+		return e.root
+	}
+	root := c.s.merkleRoot(j.Template, j.ExtranoncePrefix, ext)
+	e.job, e.n, e.root = j, copy(e.ext[:], ext), root
+	return root
 }
 
 // ID is the channel_id.
@@ -236,7 +265,8 @@ func (c *Channel) setTarget(t [32]byte) {
 
 // newJob records a job for this channel.
 func (c *Channel) newJob(id uint32, jt *JobTemplate, tip *ChainTip) *Job {
-	j := &Job{
+	j := c.s.arena.job()
+	*j = Job{
 		ID:               id,
 		ChannelID:        c.id,
 		Template:         jt,
@@ -245,9 +275,7 @@ func (c *Channel) newJob(id uint32, jt *JobTemplate, tip *ChainTip) *Job {
 		VersionRolling:   c.kind == Standard || !c.s.cfg.NoVersionRolling,
 		ExtranoncePrefix: c.prefix,
 		ExtranonceSize:   c.size,
-	}
-	if c.kind == Standard {
-		j.MerkleRoot = c.s.merkleRoot(jt, c.prefix, nil)
+		rootPending:      c.kind == Standard,
 	}
 	if tip == nil {
 		c.future = append(c.future, j)
@@ -300,6 +328,7 @@ func (c *Channel) newTip(tip *ChainTip) {
 	c.jobs = c.jobs[:0]
 	c.tip = tip
 	c.dups.reset()
+	c.roots = [rootCacheSize]rootEntry{}
 }
 
 // AddCustomJob records a job from SetCustomMiningJob on an extended channel
@@ -359,6 +388,7 @@ type Session struct {
 	tip      *ChainTip
 	cur      *JobTemplate
 	futures  []*JobTemplate
+	arena    arena
 
 	// hashing scratch for share validation (no allocation per share)
 	h   hash.Hash
@@ -456,6 +486,7 @@ func (s *Session) open(kind Kind, user string, hr float32, maxTarget [32]byte, m
 	c.scope.members = append(c.scope.members, c)
 	s.channels[c.id] = c
 	s.order = append(s.order, c)
+	s.arena.n = len(s.order)
 	slices.SortFunc(s.scopes, func(a, b *scope) int { return cmpU32(a.id, b.id) })
 	return c, ""
 }
@@ -517,7 +548,7 @@ func (s *Session) initialJobs(c *Channel, out []codec.Message) []codec.Message {
 		j := c.newJob(g.cur.id, s.cur, nil)
 		out = append(out, c.jobMessage(j, c.id))
 		c.activate(j.ID, s.tip)
-		out = append(out, prevHashMessage(c.id, j.ID, s.tip))
+		out = append(out, s.prevHashMessage(c.id, j.ID, s.tip))
 	}
 	for _, jt := range s.futures {
 		if !s.fits(jt) {
@@ -546,14 +577,17 @@ func (s *Session) fits(jt *JobTemplate) bool {
 func (c *Channel) jobMessage(j *Job, to uint32) codec.Message {
 	var mt *uint32
 	if j.Tip != nil {
-		t := j.Tip.MinNTime
-		mt = &t
+		mt = &j.Tip.MinNTime // shared and never modified
 	}
 	if c.kind == Standard && to == c.id {
-		return &messages.NewMiningJob{ChannelID: to, JobID: j.ID, MinNTime: mt, Version: j.Template.Version, MerkleRoot: j.MerkleRoot}
+		c.s.ensureRoot(j)
+		m := c.s.arena.std()
+		*m = messages.NewMiningJob{ChannelID: to, JobID: j.ID, MinNTime: mt, Version: j.Template.Version, MerkleRoot: j.MerkleRoot}
+		return m
 	}
 	p, sfx := j.Template.CoinbaseParts(false)
-	return &messages.NewExtendedMiningJob{
+	m := c.s.arena.ext()
+	*m = messages.NewExtendedMiningJob{
 		ChannelID:             to,
 		JobID:                 j.ID,
 		MinNTime:              mt,
@@ -563,11 +597,49 @@ func (c *Channel) jobMessage(j *Job, to uint32) codec.Message {
 		CoinbaseTxPrefix:      p,
 		CoinbaseTxSuffix:      sfx,
 	}
+	return m
 }
 
-func prevHashMessage(to, jobID uint32, tip *ChainTip) *messages.MiningSetNewPrevHash {
-	return &messages.MiningSetNewPrevHash{ChannelID: to, JobID: jobID, PrevHash: tip.PrevHash, MinNTime: tip.MinNTime, NBits: tip.NBits}
+func (s *Session) prevHashMessage(to, jobID uint32, tip *ChainTip) *messages.MiningSetNewPrevHash {
+	m := s.arena.snph()
+	*m = messages.MiningSetNewPrevHash{ChannelID: to, JobID: jobID, PrevHash: tip.PrevHash, MinNTime: tip.MinNTime, NBits: tip.NBits}
+	return m
 }
+
+// ensureRoot computes a standard job's merkle root. Jobs sent to a group as
+// one extended job need it only when a share arrives, which keeps the root
+// computation (a merkle path fold per channel) off the new-tip path.
+func (s *Session) ensureRoot(j *Job) {
+	if j.rootPending {
+		j.MerkleRoot = s.merkleRoot(j.Template, j.ExtranoncePrefix, nil)
+		j.rootPending = false
+	}
+}
+
+// arena hands out jobs and messages from chunks sized for the session, so a
+// fan-out to many channels makes a few allocations instead of one per
+// channel. Slots are never reused; a chunk is freed when nothing points
+// into it.
+type arena struct {
+	n     int
+	jobs  []Job
+	exts  []messages.NewExtendedMiningJob
+	stds  []messages.NewMiningJob
+	snphs []messages.MiningSetNewPrevHash
+}
+
+func grab[T any](a *arena, chunk *[]T) *T {
+	if len(*chunk) == cap(*chunk) {
+		*chunk = make([]T, 0, max(16, a.n))
+	}
+	*chunk = (*chunk)[:len(*chunk)+1]
+	return &(*chunk)[len(*chunk)-1]
+}
+
+func (a *arena) job() *Job                            { return grab(a, &a.jobs) }
+func (a *arena) ext() *messages.NewExtendedMiningJob  { return grab(a, &a.exts) }
+func (a *arena) std() *messages.NewMiningJob          { return grab(a, &a.stds) }
+func (a *arena) snph() *messages.MiningSetNewPrevHash { return grab(a, &a.snphs) }
 
 func normalizeTip(t ChainTip) ChainTip {
 	t.Target = t.NetworkTarget()
@@ -672,11 +744,11 @@ func (s *Session) NewPrevHash(templateID uint64, tip ChainTip) ([]codec.Message,
 		for _, c := range g.members {
 			c.activate(id, s.tip)
 			if perMember {
-				out = append(out, prevHashMessage(c.id, id, s.tip))
+				out = append(out, s.prevHashMessage(c.id, id, s.tip))
 			}
 		}
 		if !perMember {
-			out = append(out, prevHashMessage(g.id, id, s.tip))
+			out = append(out, s.prevHashMessage(g.id, id, s.tip))
 		}
 	}
 	return out, nil

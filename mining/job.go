@@ -295,10 +295,14 @@ type Job struct {
 	// on this job use it even after a SetExtranoncePrefix.
 	ExtranoncePrefix []byte
 	ExtranonceSize   int
-	// MerkleRoot is set for standard channels (prefix = whole extranonce).
+	// MerkleRoot is the header merkle root of a standard channel's job
+	// (prefix = whole extranonce). A job sent to a group as one extended job
+	// gets it when the first share arrives.
 	MerkleRoot [32]byte
 	// Custom marks a job from SetCustomMiningJob.
 	Custom bool
+
+	rootPending bool
 }
 
 // Future reports whether the job waits for a SetNewPrevHash.

@@ -122,8 +122,9 @@ func (s *Session) submit(chID, jobID, nonce, ntime, version uint32, ext []byte, 
 	}
 	r.Header = templates.Header{Version: version, PrevHash: tip.PrevHash, Time: ntime, Bits: tip.NBits, Nonce: nonce}
 	if extended {
-		r.Header.MerkleRoot = s.merkleRoot(j.Template, j.ExtranoncePrefix, ext)
+		r.Header.MerkleRoot = c.extendedRoot(j, ext)
 	} else {
+		s.ensureRoot(j)
 		r.Header.MerkleRoot = j.MerkleRoot
 	}
 	r.Hash = hashHeader(&r.Header)
