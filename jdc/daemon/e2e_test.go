@@ -45,12 +45,157 @@ func TestFullTemplatePool(t *testing.T) {
 			t.Fatalf("block %d coinbase pays %x, not the pool", h, b.Transactions[0].TxOut[0].PkScript)
 		}
 	}
-	if got := len(e.blockAt(start + 1).Transactions); got < 2 {
-		t.Logf("first block has %d transactions", got)
+	// The wallet's transactions end up in a block mined on a declared job
+	// (the JDS learnt them through ProvideMissingTransactions).
+	waitFor(t, 60*time.Second, "a pool block with the wallet's transactions", func() bool {
+		for h := start + 1; h <= e.height(); h++ {
+			if b := e.blockAt(h); len(b.Transactions) >= 4 && paysTo(e, h, e.pairs[0].payout) {
+				return true
+			}
+		}
+		return false
+	})
+	if js := e.pairs[0].jds.Core().Stats(); js.Declared == 0 {
+		t.Fatalf("JDS stats %+v", js)
 	}
 	st := e.pairs[0].pool.Stats()
 	if st.CustomJobsAccepted == 0 || st.SharesAccepted == 0 {
 		t.Fatalf("pool stats %+v", st)
 	}
 	t.Logf("pool: %d custom jobs, %d shares, %d blocks found", st.CustomJobsAccepted, st.SharesAccepted, st.BlocksFound)
+}
+
+// TestSoloMode: no pool at all; blocks pay the configured script.
+func TestSoloMode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	script := append([]byte{0x00, 0x14}, bytes.Repeat([]byte{0x5e}, 20)...)
+	d := e.startJDC(jdc.SoloMode, func(c *Config) { c.Core.SoloScript = script })
+	start := e.height()
+	e.startMiner(d.DevicesAddr(), 4)
+	waitFor(t, 60*time.Second, "two blocks", func() bool { return e.height() >= start+2 })
+	for h := start + 1; h <= start+2; h++ {
+		if !paysTo(e, h, script) {
+			t.Fatalf("block %d does not pay the solo script", h)
+		}
+	}
+	if d.Status().Active != jdc.Solo {
+		t.Fatal("not solo")
+	}
+}
+
+// TestCoinbaseOnly: custom jobs with bare tokens; the JDS never sees a
+// declaration (no transaction data leaves the miner), blocks still pay the
+// pool and are accepted.
+func TestCoinbaseOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	w := e.n.Wallet()
+	if err := w.Fund(e.ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startJDC(jdc.CoinbaseOnly, nil)
+	start := e.height()
+	waitFor(t, 30*time.Second, "pair 0 healthy", func() bool {
+		s := d.Status()
+		return s.Active == 0 && s.States[0].State == "healthy"
+	})
+	e.startMiner(d.DevicesAddr(), 4)
+	if _, err := w.Send(e.ctx, regtest.SendOpts{FeeRate: 9}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "two blocks", func() bool { return e.height() >= start+2 })
+	for h := start + 1; h <= start+2; h++ {
+		if !paysTo(e, h, e.pairs[0].payout) {
+			t.Fatalf("block %d does not pay the pool", h)
+		}
+	}
+	js := e.pairs[0].jds.Core().Stats()
+	if js.Declared != 0 || js.TokensAllocated == 0 {
+		t.Fatalf("JDS stats %+v: coinbase-only must allocate tokens and declare nothing", js)
+	}
+	if st := e.pairs[0].pool.Stats(); st.CustomJobsAccepted == 0 {
+		t.Fatalf("pool stats %+v", st)
+	}
+}
+
+// waitActive waits until jdc mines for src and a new block paying payout
+// (nil: any) was accepted by the node after that.
+func waitActive(t *testing.T, e *env, d *Daemon, src int, what string, payout []byte) {
+	t.Helper()
+	waitFor(t, 30*time.Second, what+": active "+jdc.SourceName(src), func() bool { return d.Status().Active == src })
+	if payout == nil {
+		return
+	}
+	from := e.height()
+	waitFor(t, 30*time.Second, what+": a block paying "+jdc.SourceName(src), func() bool {
+		h := e.height()
+		for x := from + 1; x <= h; x++ {
+			if paysTo(e, x, payout) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestFailover: two pairs; every trigger moves jdc to pair 1 while the
+// miner keeps finding blocks (its work stays valid), and jdc returns to
+// pair 0 once it is healthy again; tp killed and restarted is reconnected.
+func TestFailover(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	d := e.startJDC(jdc.CoinbaseOnly, nil)
+	p0, p1 := e.pairs[0], e.pairs[1]
+	waitActive(t, e, d, 0, "start", nil)
+	m := e.startMiner(d.DevicesAddr(), 4)
+	waitActive(t, e, d, 0, "start", p0.payout)
+
+	t.Run("pool rejects custom jobs", func(t *testing.T) {
+		p0.pool.SetRejectCustomJobs(true)
+		waitActive(t, e, d, 1, "rejecting custom jobs", p1.payout)
+		if r := d.Status().States[0].Reason; r != "custom-job-rejected: rejected-by-pool-policy" {
+			t.Fatalf("pair 0 reason %q", r)
+		}
+		p0.pool.SetRejectCustomJobs(false)
+		waitActive(t, e, d, 0, "recovered", p0.payout)
+	})
+	t.Run("pool rejects shares", func(t *testing.T) {
+		p0.pool.SetRejectShares(true)
+		waitActive(t, e, d, 1, "rejecting shares", p1.payout)
+		if r := d.Status().States[0].Reason; r != "shares-rejected: rejected-by-pool-policy" {
+			t.Fatalf("pair 0 reason %q", r)
+		}
+		p0.pool.SetRejectShares(false)
+		waitActive(t, e, d, 0, "recovered", p0.payout)
+	})
+	t.Run("JDS killed", func(t *testing.T) {
+		addr := p0.jdsAddr
+		p0.jdsStop()
+		waitActive(t, e, d, 1, "JDS killed", p1.payout)
+		e.startJDS(0, addr)
+		// The pool checks custom jobs with the JDS it was started with.
+		addrPool := p0.poolAddr
+		_ = p0.pool.Close()
+		e.startPool(0, addrPool, false, false)
+		waitActive(t, e, d, 0, "JDS back", p0.payout)
+	})
+	t.Run("pool killed", func(t *testing.T) {
+		addr := p0.poolAddr
+		_ = p0.pool.Close()
+		waitActive(t, e, d, 1, "pool killed", p1.payout)
+		e.startPool(0, addr, false, false)
+		waitActive(t, e, d, 0, "pool back", p0.payout)
+	})
+	t.Run("tp killed and restarted", func(t *testing.T) {
+		addr := e.tpAddr
+		e.tpStop()
+		waitFor(t, 10*time.Second, "tp disconnected", func() bool { return !d.Status().TPConnected })
+		e.startTP(addr)
+		waitFor(t, 10*time.Second, "tp reconnected", func() bool { return d.Status().TPConnected })
+		from := e.height()
+		waitFor(t, 30*time.Second, "a block after tp restarted", func() bool { return e.height() > from })
+	})
+	st := m.Stats()
+	t.Logf("miner: %d jobs, %d shares accepted, %d rejected %v, %d blocks", st.Jobs, st.Accepted, st.Rejected, st.RejectReasons, st.Blocks)
 }

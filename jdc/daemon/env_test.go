@@ -197,8 +197,8 @@ func (e *env) startJDC(mode jdc.Mode, mod func(*Config)) *Daemon {
 		BlocksDir:    t.TempDir(),
 		Timeout:      3 * time.Second,
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
-		Logger:       e.log.Named("jdc"),
-		Registerer:   prometheus.NewRegistry(),
+		Logger:     e.log.Named("jdc"),
+		Registerer: prometheus.NewRegistry(),
 	}
 	for i, p := range e.pairs {
 		key := p.key
