@@ -550,6 +550,9 @@ func (s *Session) initialJobs(c *Channel, out []codec.Message) []codec.Message {
 		c.activate(j.ID, s.tip)
 		out = append(out, s.prevHashMessage(c.id, j.ID, s.tip))
 	}
+	// Forget group futures the session no longer has (the group may have
+	// been empty when they were dropped).
+	g.futures = slices.DeleteFunc(g.futures, func(f scopeJob) bool { return !slices.Contains(s.futures, f.jt) })
 	for _, jt := range s.futures {
 		if !s.fits(jt) {
 			continue

@@ -409,3 +409,56 @@ func TestDupSetBounded(t *testing.T) {
 		t.Fatal("zero key")
 	}
 }
+
+// TestUpstreamForwarding: a JDC validates a device share, then forwards it to
+// its pool, which validates it on its own channel with the same hash.
+func TestUpstreamForwarding(t *testing.T) {
+	// Pool: extended channel for the JDC with a 4-byte pool prefix and 12
+	// bytes for the JDC.
+	poolAlloc := mustAlloc(t, []byte{0xee, 0xee, 0xee, 0xee}, 12, 8)
+	pool := NewSession(Config{}, poolAlloc)
+	up, _ := pool.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1, MaxTarget: targetBits(6), MinExtranonceSize: 8}, t0)
+	if up.ExtranonceSize() != 8 {
+		// The pool gives 8 rollable bytes: the JDC subdivides those.
+		t.Fatalf("pool extranonce size %d", up.ExtranonceSize())
+	}
+	// JDC: its space is the pool channel's; devices roll 4 bytes.
+	jdcAlloc := mustAlloc(t, up.ExtranoncePrefix(), up.ExtranonceSize(), 4)
+	jdc := NewSession(Config{}, jdcAlloc)
+	_, msgs := jdc.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1, MaxTarget: targetBits(4), MinExtranonceSize: 4}, t0)
+	dev := newDevice(t, msgs)
+
+	_, txs := fakeTxs(3, 77)
+	jt := jobTemplate(t, newTemplateMsg(5, true, 400, txs), jdcAlloc.FullSize())
+	out, _ := jdc.NewTemplate(jt)
+	dev.handle(out)
+	tip := tipAt(mainnetBits, t0)
+	out, _ = jdc.NewPrevHash(5, tip)
+	dev.handle(out)
+
+	// The pool accepts the JDC's custom job for the same template.
+	scm := jt.SetCustomMiningJob(up.ID(), 1, []byte("tok"), jdc.Tip())
+	poolJT, err := JobTemplateFromCustomJob(scm, len(up.ExtranoncePrefix())+up.ExtranonceSize(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj, err := up.AddCustomJob(poolJT, *jdc.Tip())
+	if err != nil {
+		t.Fatal(err)
+	}
+	upTarget := up.Target()
+	ext := []byte{1, 2, 3, 4}
+	sh := dev.grind(ext, 0, 0, func(h *[32]byte) bool { return MeetsTarget(h, &upTarget) })
+	r := jdc.SubmitExtended(sh.extended(dev.ch), t0)
+	if !r.OK() || !MeetsTarget(&r.Hash, &upTarget) {
+		t.Fatalf("jdc: %v %q", r.Status, r.Code)
+	}
+	fwd := r.Upstream(ext, len(up.ExtranoncePrefix()), up.ID(), 1, pj.ID)
+	pr := pool.SubmitExtended(fwd, t0)
+	if pr.Status != Accepted || pr.Hash != r.Hash {
+		t.Fatalf("pool: %v %q", pr.Status, pr.Code)
+	}
+	if e := (&Result{Code: CodeStaleShare}).Error(3, 9); e.ErrorCode != CodeStaleShare || e.SequenceNumber != 9 {
+		t.Fatal("Error")
+	}
+}

@@ -246,3 +246,30 @@ func (d *dupSet) add(k uint64) bool {
 	d.n++
 	return true
 }
+
+// Error is the SubmitShares.Error for a rejected share with sequence number seq.
+func (r *Result) Error(channelID, seq uint32) *messages.SubmitSharesError {
+	return &messages.SubmitSharesError{ChannelID: channelID, SequenceNumber: seq, ErrorCode: r.Code}
+}
+
+// Upstream turns an accepted share (with its extranonce ext, nil on standard
+// channels) into the SubmitSharesExtended a JDC or proxy sends on its
+// upstream extended channel: the full extranonce minus the upstream
+// channel's prefix (upstreamPrefixLen bytes) is the upstream extranonce, and
+// jobID is the upstream's job id for r.Job.Template. Check first that r.Hash
+// meets the upstream channel's target (MeetsTarget).
+func (r *Result) Upstream(ext []byte, upstreamPrefixLen int, channelID, seq, jobID uint32) *messages.SubmitSharesExtended {
+	full := r.Job.FullExtranonce(make([]byte, 0, MaxExtranonceSize), ext)
+	if upstreamPrefixLen > len(full) {
+		upstreamPrefixLen = len(full)
+	}
+	return &messages.SubmitSharesExtended{
+		ChannelID:      channelID,
+		SequenceNumber: seq,
+		JobID:          jobID,
+		Nonce:          r.Header.Nonce,
+		NTime:          r.Header.Time,
+		Version:        r.Header.Version,
+		Extranonce:     full[upstreamPrefixLen:],
+	}
+}
