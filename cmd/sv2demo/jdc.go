@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+)
+
+// jdcConfig is jdc's configuration for the demo: templates from tp, one
+// pool + JDS pair (the test pool and jds), devices on loopback, solo
+// fallback to the demo's solo address.
+func (d *demo) jdcConfig() string {
+	return fmt.Sprintf(`# jdc for the demo: one pool+JDS pair, solo fallback, CPU devices on loopback.
+network = "regtest"
+mode = %q
+datadir = %q
+
+[tp]
+addr = %q
+authority-public-key = %q
+
+[[upstreams]]
+pool = %q
+pool-authority-public-key = %q
+jds = %q
+jds-authority-public-key = %q
+user-identity = %q
+
+[solo]
+address = %q
+
+[devices]
+listen = %q
+authority-secret-key = %q
+
+[metrics]
+listen = %q
+
+%s`, d.o.mode, filepath.Join(d.dir, "jdc", "data"), d.addr["tp"], d.pub("tp"),
+		d.addr["sv2-pool"], d.pub("pool"), d.addr["jds"], d.pub("jds"), demoUser,
+		d.solo.addr, d.addr["jdc"], d.secret("jdc"), d.metrics["jdc"], logSection)
+}
