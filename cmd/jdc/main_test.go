@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sv2kit/sv2kit/internal/config"
+	"github.com/sv2kit/sv2kit/sv2/noise"
+)
+
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-help"}, &out, &out)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-failover.return-after") {
+		t.Fatalf("err %v, usage:\n%s", err, out.String())
+	}
+}
+
+// Bad configuration stops at start and names the key.
+func TestConfigErrors(t *testing.T) {
+	key, err := noise.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := noise.EncodeAuthorityPublicKey(noise.PublicKey(key))
+	dir := t.TempDir()
+	base := []string{"-network", "regtest", "-datadir", dir, "-devices.listen", "127.0.0.1:0", "-devices.plaintext=true"}
+	upstream := func(extra string) string {
+		p := filepath.Join(t.TempDir(), "jdc.toml")
+		s := `
+[tp]
+addr = "127.0.0.1:1"
+[[upstreams]]
+pool = "127.0.0.1:2"
+pool-authority-public-key = "` + pub + `"
+jds = "127.0.0.1:3"
+user-identity = "farm"
+` + extra
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noUser := filepath.Join(t.TempDir(), "nouser.toml")
+	if err := os.WriteFile(noUser, []byte("[tp]\naddr = \"127.0.0.1:1\"\n[[upstreams]]\npool = \"127.0.0.1:2\"\njds = \"127.0.0.1:3\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		key  string
+	}{
+		{"network", []string{"-network", "moon"}, "network"},
+		{"mode", []string{"-tp.addr", "127.0.0.1:1", "-mode", "fast"}, "mode"},
+		{"no tp", nil, "tp.addr"},
+		{"tp key", []string{"-tp.addr", "127.0.0.1:1", "-tp.authority-public-key", "nope"}, "tp.authority-public-key"},
+		{"no upstreams", []string{"-tp.addr", "127.0.0.1:1"}, "upstreams"},
+		{"solo without address", []string{"-tp.addr", "127.0.0.1:1", "-mode", "solo"}, "solo.address"},
+		{"solo bad address", []string{"-tp.addr", "127.0.0.1:1", "-mode", "solo", "-solo.address", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT"}, "solo.address"},
+		{"solo both", []string{"-tp.addr", "127.0.0.1:1", "-mode", "solo", "-solo.script", "51", "-solo.address", "x"}, "solo.script"},
+		{"solo with upstreams", []string{"-config", upstream(""), "-mode", "solo", "-solo.script", "51"}, "upstreams"},
+		{"upstream user", []string{"-config", noUser}, "upstreams[0].user-identity"},
+		{"zero timeout", []string{"-config", upstream(""), "-failover.return-after", "0s"}, "failover.return-after"},
+		{"metrics", []string{"-config", upstream(""), "-metrics.listen", "nope"}, "metrics.listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			args := append(append([]string(nil), base...), tc.args...)
+			err := run(context.Background(), args, &out, &out)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("err %v (%T), want a config error", err, err)
+			}
+			if ce.Key != tc.key {
+				t.Fatalf("key %q, want %q (%v)", ce.Key, tc.key, err)
+			}
+			if ce.Fix == "" && ce.Source == "" {
+				t.Fatalf("no fix: %v", err)
+			}
+		})
+	}
+}
+
+// A good file sets up every part; solo addresses parse for the network.
+func TestSetup(t *testing.T) {
+	key, _ := noise.GenerateKey(nil)
+	pub := noise.EncodeAuthorityPublicKey(noise.PublicKey(key))
+	p := filepath.Join(t.TempDir(), "jdc.toml")
+	cfgText := `network = "regtest"
+mode = "coinbase-only"
+datadir = "` + t.TempDir() + `"
+[tp]
+addr = "127.0.0.1:1"
+authority-public-key = "` + pub + `"
+[[upstreams]]
+pool = "127.0.0.1:2"
+pool-authority-public-key = "` + pub + `"
+jds = "127.0.0.1:3"
+user-identity = "farm"
+[[upstreams]]
+pool = "127.0.0.1:4"
+jds = "127.0.0.1:5"
+jds-authority-public-key = "` + pub + `"
+user-identity = "farm"
+declare-txids = true
+[solo]
+address = "addr(bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080)"
+[devices]
+listen = "127.0.0.1:0"
+`
+	if err := os.WriteFile(p, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaults()
+	if err := config.Load(cfg, "jdc", envPrefix, "", []string{"-config", p}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Upstreams) != 2 || !cfg.Upstreams[1].DeclareTxIDs {
+		t.Fatalf("upstreams %+v", cfg.Upstreams)
+	}
+	a, err := setup(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	if len(a.solo) != 22 || a.pub == "" {
+		t.Fatalf("solo %x pub %q", a.solo, a.pub)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "authority_secret_key")); err != nil {
+		t.Fatal("devices key file not created")
+	}
+}
