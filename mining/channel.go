@@ -253,8 +253,10 @@ func (c *Channel) markStale(id uint32) {
 // SetTarget sets the channel's target (clamped to its maximum and the
 // session's easiest target) and returns the message to send. Shares on jobs
 // issued before are accepted at the easier of the old and new target.
+// Vardiff continues from the new target.
 func (c *Channel) SetTarget(t [32]byte) *messages.SetTarget {
 	c.setTarget(t)
+	c.vd.SetTarget(c.target)
 	return &messages.SetTarget{ChannelID: c.id, MaximumTarget: c.target}
 }
 

@@ -12,6 +12,9 @@ type VardiffConfig struct {
 	// InitialHashRate is assumed for a device announcing 0 (default 1 MH/s,
 	// a CPU miner): starting at the easiest target would flood the server.
 	InitialHashRate float64
+	// Disabled keeps every channel at the target it was opened with (or
+	// later given with Channel.SetTarget / UpdateChannel).
+	Disabled bool
 	// Window is the shortest time shares are counted before the target may
 	// change (default 60 s). A device far faster than its target is
 	// retargeted sooner.
@@ -41,6 +44,7 @@ type Vardiff struct {
 	max      [32]byte
 	start    time.Time
 	shares   float64
+	restart  bool // start a new window at the next Update
 }
 
 // NewVardiff starts a controller for a device announcing hashRate (hashes per
@@ -93,11 +97,27 @@ func (v *Vardiff) SetMax(max [32]byte) bool {
 	return old != v.target
 }
 
+// SetTarget overrides the target (clamped to the maximum); the estimate
+// becomes the hash rate that target implies and a new window starts at the
+// next Update.
+func (v *Vardiff) SetTarget(t [32]byte) {
+	v.target = HarderTarget(t, v.max)
+	v.hashRate = HashRateFromTarget(v.target, v.cfg.SharesPerMinute)
+	v.shares, v.restart = 0, true
+}
+
 // Update looks at the shares counted since the window started and retargets
 // when the rate is off, reporting whether the target changed. Call it
 // periodically (every few seconds); it does nothing until a window has passed
 // unless the device is far too fast.
 func (v *Vardiff) Update(now time.Time) bool {
+	if v.cfg.Disabled {
+		return false
+	}
+	if v.restart {
+		v.start, v.shares, v.restart = now, 0, false
+		return false
+	}
 	elapsed := now.Sub(v.start)
 	if elapsed <= 0 {
 		return false

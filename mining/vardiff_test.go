@@ -153,3 +153,28 @@ func TestSessionTickSendsSetTarget(t *testing.T) {
 		t.Fatal("retarget right after a retarget")
 	}
 }
+
+func TestVardiffSetTargetAndDisabled(t *testing.T) {
+	v := NewVardiff(VardiffConfig{}, 1e12, MaxTarget, t0)
+	tg := TargetFromHashRate(5e12, 10)
+	v.SetTarget(tg)
+	if v.Target() != tg || math.Abs(v.HashRate()-5e12)/5e12 > 1e-6 {
+		t.Fatalf("SetTarget: %v", v.HashRate())
+	}
+	// The next Update only starts the window; the device then finds shares
+	// at the rate the new target implies and nothing changes.
+	if v.Update(t0.Add(time.Hour)) {
+		t.Fatal("retarget right after SetTarget")
+	}
+	if _, n := simulate(v, 5e12, t0.Add(time.Hour), 20*time.Minute, nil); n != 0 {
+		t.Fatalf("%d retargets at the right rate", n)
+	}
+
+	off := NewVardiff(VardiffConfig{Disabled: true}, 1e12, MaxTarget, t0)
+	for i := 0; i < 1000; i++ {
+		off.OnShare()
+	}
+	if off.Update(t0.Add(time.Hour)) {
+		t.Fatal("disabled vardiff retargeted")
+	}
+}
