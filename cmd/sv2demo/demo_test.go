@@ -61,3 +61,19 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseMetrics: any exposition text parses without panicking, and every
+// sample read back has a name.
+func FuzzParseMetrics(f *testing.F) {
+	f.Add("a 1\n")
+	f.Add(`x{a="b",c="d\"e"} 2 123` + "\n")
+	f.Add("x{a=\"unterminated} 1\n# c\n\n")
+	f.Add("x{} NaN\ny{a=\"\\\\\"} +Inf\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, s := range parseMetrics(strings.NewReader(text)) {
+			if s.name == "" {
+				t.Fatalf("sample without a name from %q", text)
+			}
+		}
+	})
+}

@@ -87,7 +87,7 @@ type testPool struct {
 	done chan error
 }
 
-func startPool(t *testing.T, cfg Config) *testPool {
+func startPool(t testing.TB, cfg Config) *testPool {
 	t.Helper()
 	if cfg.AuthorityKey == nil && !cfg.Plaintext {
 		key, err := btcec.NewPrivateKey()
@@ -121,11 +121,11 @@ func startPool(t *testing.T, cfg Config) *testPool {
 
 // client is a minimal JDC-side Mining Protocol client for the tests.
 type client struct {
-	t *testing.T
+	t testing.TB
 	c *noise.Conn
 }
 
-func dialPool(t *testing.T, p *testPool) *client {
+func dialPool(t testing.TB, p *testPool) *client {
 	t.Helper()
 	cfg := &noise.Config{AuthorityPubKey: &p.pub, MaxPayload: messages.MaxPayload, Plaintext: p.cfg.Plaintext}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -179,7 +179,7 @@ func (c *client) openExtended(user string, minSize uint16) *messages.OpenExtende
 }
 
 // customJob builds a SetCustomMiningJob the way a JDC does, for the channel.
-func customJob(t *testing.T, ch *messages.OpenExtendedMiningChannelSuccess, reqID uint32, bits uint32, prev byte) (*messages.SetCustomMiningJob, *mining.JobTemplate) {
+func customJob(t testing.TB, ch *messages.OpenExtendedMiningChannelSuccess, reqID uint32, bits uint32, prev byte) (*messages.SetCustomMiningJob, *mining.JobTemplate) {
 	t.Helper()
 	nt := &messages.NewTemplate{TemplateID: uint64(reqID), Version: 0x20000000, CoinbaseTxVersion: 2,
 		CoinbasePrefix: templates.HeightScript(500), CoinbaseTxInputSequence: 0xfffffffe,
