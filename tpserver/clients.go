@@ -231,6 +231,10 @@ func (s *Server) writer(ctx context.Context, c *clientConn) {
 			}
 		}
 	}()
+	// The write deadline moves at most once a second (setting it costs a
+	// timer update per frame otherwise); a write still gets between
+	// WriteTimeout and WriteTimeout+1s.
+	var deadline time.Time
 	for {
 		select {
 		case f := <-c.queue:
@@ -239,7 +243,10 @@ func (s *Server) writer(ctx context.Context, c *clientConn) {
 				c.shut()
 				return
 			}
-			_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			if now := time.Now(); deadline.Sub(now) < s.cfg.WriteTimeout {
+				deadline = now.Add(s.cfg.WriteTimeout + time.Second)
+				_ = c.conn.SetWriteDeadline(deadline)
+			}
 			err := c.conn.WriteFrame(f.hdr, f.payload)
 			f.tip.finish()
 			if err != nil {

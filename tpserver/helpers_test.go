@@ -65,7 +65,7 @@ type testTP struct {
 }
 
 // startTP runs a Template Provider for a test; mod adjusts its config.
-func startTP(t *testing.T, nc *node.Client, mod func(*Config)) *testTP {
+func startTP(t testing.TB, nc *node.Client, mod func(*Config)) *testTP {
 	t.Helper()
 	auth, err := btcec.NewPrivateKey()
 	if err != nil {
@@ -125,7 +125,7 @@ func (tp *testTP) dial(t *testing.T, size uint32) *tpclient.Client {
 }
 
 // metric reads a counter, gauge or histogram count of the registry.
-func (tp *testTP) metric(t *testing.T, name string, labels ...string) float64 {
+func (tp *testTP) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := tp.reg.Gather()
 	if err != nil {

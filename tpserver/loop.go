@@ -82,6 +82,9 @@ func (s *Server) eventLoop(ctx context.Context) {
 				st.waitingTip = t.at
 			}
 			s.apply(st, a, fan)
+			if fan != nil && s.tipQueued != nil {
+				s.tipQueued(time.Since(t.at))
+			}
 			s.updateStats(st)
 		case <-s.mempool:
 			s.apply(st, s.core.MempoolChanged(time.Now()), nil)

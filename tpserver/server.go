@@ -165,6 +165,9 @@ type Server struct {
 	// tipWritten, when set (benchmarks), is told how long each fast-path
 	// SetNewPrevHash fan-out took.
 	tipWritten func(time.Duration)
+	// tipQueued, when set (benchmarks), is told how long it took from the
+	// tip notice to every SetNewPrevHash queued to its client's writer.
+	tipQueued func(time.Duration)
 
 	ran atomic.Bool
 }
@@ -197,13 +200,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, config.Invalid("server.listen", err.Error(), "choose a free host:port (another tp or sv2-tp may be running)")
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		ln:        ln,
-		core:      core,
-		m:         newMetrics(cfg.Registry),
-		headers:   newHeaderCache(64),
-		connected: make(chan *clientConn, 64),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ln:      ln,
+		core:    core,
+		m:       newMetrics(cfg.Registry),
+		headers: newHeaderCache(64),
+		// Unbuffered: the loop registers a client before its reader starts,
+		// so the client's first message never precedes its connection.
+		connected: make(chan *clientConn),
 		inbox:     make(chan clientMsg, inboxSize),
 		gone:      make(chan goneEvent, 256),
 		templates: make(chan templateEvent, 1),
