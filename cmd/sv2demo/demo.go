@@ -144,6 +144,8 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("btcd: %w", err)
 	}
 	d.say("  btcd     rpc %s, height %d (log %s)", node.RPCAddr(), h, node.LogPath())
+	// Nothing but the pipeline mines from here on (the generator only sends).
+	d.startHeight, d.scanned = h, h
 	d.startTxGenerator(ctx)
 
 	for _, start := range []struct {
@@ -169,10 +171,6 @@ func (d *demo) run(ctx context.Context) error {
 			return fmt.Errorf("start %s: %w", start.name, err)
 		}
 	}
-	if d.startHeight, err = node.Height(ctx); err != nil {
-		return fmt.Errorf("btcd: %w", err)
-	}
-	d.scanned = d.startHeight
 	if d.bins["jdc"] == "" {
 		d.say("jdc is missing: the pool takes only custom jobs, so no miner can mine; showing the rest of the network.")
 	}

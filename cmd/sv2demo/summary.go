@@ -60,7 +60,7 @@ func (d *demo) summary(ctx context.Context) error {
 	decRej, _ := jds.sum("jds_declarations_total", map[string]string{"result": "rejected"})
 	valOK, okV := jds.sum("jds_custom_job_validations_total", map[string]string{"result": "ok"})
 	jdsBlocks, okB := jds.sum("jds_blocks_total", map[string]string{"result": "accepted"})
-	fmt.Fprintf(&b, "         jds: declared jobs %s accepted / %s rejected, custom-job checks %s ok, blocks %s accepted\n",
+	fmt.Fprintf(&b, "         jds: declared jobs %s accepted / %s rejected, custom-job checks %s ok, block submissions %s ok\n",
 		count(decOK, okD), count(decRej, okD), count(valOK, okV), count(jdsBlocks, okB))
 
 	cjOK, okC := pool.sum("sv2pool_custom_jobs_total", map[string]string{"result": "accepted"})

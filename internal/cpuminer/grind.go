@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +90,10 @@ func (g *grinder) run(ctx context.Context) {
 		// Small batches under a cap, so a low rate is spread evenly and a
 		// new job is picked up within a batch's time.
 		batch = uint32(min(max(g.rate/20, 1), 4096))
+		// A random phase: devices started together must not hash in
+		// lockstep (at a fraction of a hash per second on regtest they
+		// would find competing blocks at the same instant).
+		lim.next = time.Now().Add(time.Duration(rand.Float64() * float64(batch) / g.rate * float64(time.Second)))
 	}
 	for {
 		w := g.cur.Load()

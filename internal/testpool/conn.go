@@ -373,7 +373,8 @@ func (p *Pool) submitBlocks() {
 		case rec.Err != "":
 			p.log.Error("block hand-over to the JDS failed", "hash", b.hash, "error", rec.Err)
 		case rec.Result.Accepted:
-			p.log.Info("block accepted by the node", "hash", rec.Result.Hash, "result", rec.Result.Result)
+			// "duplicate"/"already have": another path (jdc via tp) got it there first.
+			p.log.Info("block handed to the JDS; the node has it", "hash", rec.Result.Hash, "node_answer", rec.Result.Result)
 		default:
 			p.log.Warn("block rejected by the node", "hash", rec.Result.Hash, "result", rec.Result.Result)
 		}
