@@ -116,7 +116,7 @@ func (c *conn) sendThenClose(m codec.Message, reason string, err error) {
 	})
 }
 
-// close ends the connection once, logging why.
+// close ends the connection once, logging why. It takes no lock.
 func (c *conn) close(reason string, err error) {
 	c.once.Do(func() {
 		c.closed.Store(true)
@@ -131,7 +131,9 @@ func (c *conn) close(reason string, err error) {
 		}
 		c.cancel()
 		c.nc.Close()
-		c.s.removeConn(c)
+		// The reader, which ends now that the connection is closed,
+		// removes the connection and its channels: close may be called with
+		// c.mu held (a fan-out dropping a slow device).
 	})
 }
 
@@ -219,6 +221,7 @@ func (c *conn) writeBatch(b *batch, scratch []byte) ([]byte, error) {
 // frame the device sends, until the connection ends.
 func (c *conn) readLoop() {
 	defer c.s.wg.Done()
+	defer c.s.removeConn(c)
 	if err := c.setup(); err != nil {
 		return
 	}

@@ -350,13 +350,7 @@ func (d *testDevice) openStandard(t testing.TB, user string, hashRate float32) *
 	req := d.reqID
 	d.mu.Unlock()
 	d.send(&messages.OpenStandardMiningChannel{RequestID: req, UserIdentity: user, NominalHashRate: hashRate, MaxTarget: mining.MaxTarget})
-	switch m := d.next(t).(type) {
-	case *messages.OpenStandardMiningChannelSuccess:
-		return m
-	default:
-		t.Fatalf("open standard channel: got %s", codec.String(m))
-	}
-	return nil
+	return openAnswer[*messages.OpenStandardMiningChannelSuccess](t, d, req)
 }
 
 func (d *testDevice) openExtended(t testing.TB, user string, hashRate float32, minSize uint16) *messages.OpenExtendedMiningChannelSuccess {
@@ -367,13 +361,31 @@ func (d *testDevice) openExtended(t testing.TB, user string, hashRate float32, m
 	d.mu.Unlock()
 	d.send(&messages.OpenExtendedMiningChannel{RequestID: req, UserIdentity: user, NominalHashRate: hashRate,
 		MaxTarget: mining.MaxTarget, MinExtranonceSize: minSize})
-	switch m := d.next(t).(type) {
-	case *messages.OpenExtendedMiningChannelSuccess:
-		return m
-	default:
-		t.Fatalf("open extended channel: got %s", codec.String(m))
+	return openAnswer[*messages.OpenExtendedMiningChannelSuccess](t, d, req)
+}
+
+// openAnswer waits for the answer to open request req.
+func openAnswer[T codec.Message](t testing.TB, d *testDevice, req uint32) T {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-d.msgs:
+			if !ok {
+				t.Fatalf("connection ended while opening a channel: %v", d.err)
+			}
+			switch m := m.(type) {
+			case T:
+				return m
+			case *messages.OpenMiningChannelError:
+				if m.RequestID == req {
+					t.Fatalf("channel refused: %s", m.ErrorCode)
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no answer to open request %d", req)
+		}
 	}
-	return nil
 }
 
 func (d *testDevice) String() string { return fmt.Sprintf("device(%s)", d.c.LocalAddr()) }
