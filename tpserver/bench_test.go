@@ -17,6 +17,7 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
+	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/node"
 	"github.com/sv2kit/sv2kit/provider"
 	"github.com/sv2kit/sv2kit/sv2/messages"
@@ -347,6 +348,36 @@ func BenchmarkNewTipQueue1000(b *testing.B) {
 		src, ci := ch.source(2000, 300)
 		s.apply(st, s.core.NodeTemplate(src, ci, time.Now()), nil)
 		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(durs)
+	b.ReportMetric(float64(durs[len(durs)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(durs[len(durs)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkHeaderRPCBtcd is the one node call on the new-tip path before
+// the fast path can run: getblockheader of the new block (its parent and
+// time), against a real btcd on loopback.
+func BenchmarkHeaderRPCBtcd(b *testing.B) {
+	n := regtest.Start(b, regtest.Options{})
+	c, err := node.NewClient(node.Config{URL: "http://" + n.RPCAddr(), User: n.RPCUser(), Password: n.RPCPass(), Network: "regtest"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	best, err := c.GetBestBlockHash(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var durs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := c.GetBlockHeader(ctx, best); err != nil {
+			b.Fatal(err)
+		}
+		durs = append(durs, time.Since(start))
 	}
 	b.StopTimer()
 	slices.Sort(durs)

@@ -153,3 +153,18 @@ func TestStartWithoutNode(t *testing.T) {
 		t.Fatal("tp did not stop")
 	}
 }
+
+// TestConfigDocumented: every key, flag and environment variable is in docs/tp.md.
+func TestConfigDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/tp.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range config.Keys(defaults(), envPrefix) {
+		for _, s := range []string{"`" + k.Path + "`", "`-" + k.Path + "`", "`" + k.Env + "`"} {
+			if !strings.Contains(string(doc), s) {
+				t.Errorf("docs/tp.md lacks %s", s)
+			}
+		}
+	}
+}
