@@ -330,7 +330,8 @@ func (c *Channel) newTip(tip *ChainTip) {
 	c.jobs = c.jobs[:0]
 	c.tip = tip
 	c.dups.reset()
-	c.roots = [rootCacheSize]rootEntry{}
+	// The merkle-root cache needs no clearing: entries are keyed by job, and
+	// the old jobs are gone.
 }
 
 // AddCustomJob records a job from SetCustomMiningJob on an extended channel

@@ -408,6 +408,13 @@ func TestDupSetBounded(t *testing.T) {
 	if !d.add(0) || d.add(0) {
 		t.Fatal("zero key")
 	}
+	// A new tip forgets everything (cleared lazily on the next add).
+	d.reset()
+	last := uint64(1199)
+	last *= 0x9e3779b97f4a7c15
+	if !d.add(0) || !d.add(last) {
+		t.Fatal("reset kept keys")
+	}
 }
 
 // TestUpstreamForwarding: a JDC validates a device share, then forwards it to

@@ -178,17 +178,16 @@ type dupSet struct {
 	window    int
 	cur, prev []uint64
 	n         int
+	// dirty defers the clearing of a reset to the next add, keeping a
+	// new tip O(1) per channel whatever the tables' size.
+	dirty bool
 }
 
 func (d *dupSet) init(window int) {
 	d.window = window
 }
 
-func (d *dupSet) reset() {
-	clear(d.cur)
-	clear(d.prev)
-	d.n = 0
-}
+func (d *dupSet) reset() { d.dirty = true }
 
 func tableHas(t []uint64, k uint64) bool {
 	if len(t) == 0 {
@@ -219,6 +218,11 @@ func tablePut(t []uint64, k uint64) {
 func (d *dupSet) add(k uint64) bool {
 	if k == 0 {
 		k = 1 // 0 marks an empty slot
+	}
+	if d.dirty {
+		clear(d.cur)
+		clear(d.prev)
+		d.n, d.dirty = 0, false
 	}
 	if tableHas(d.cur, k) || tableHas(d.prev, k) {
 		return false
