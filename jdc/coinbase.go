@@ -39,6 +39,10 @@ func buildCoinbase(t *messages.NewTemplate, tag string, ours []templates.TxOutpu
 	if len(ours) == 0 {
 		return nil, fmt.Errorf("no payout output")
 	}
+	witness, err := scanOutputs(t)
+	if err != nil {
+		return nil, err
+	}
 	outs := make([]templates.TxOutput, len(ours))
 	copy(outs, ours)
 	var others int64
@@ -74,7 +78,7 @@ func buildCoinbase(t *messages.NewTemplate, tag string, ours []templates.TxOutpu
 			Outputs:         raw,
 			OutputCount:     count,
 			LockTime:        t.CoinbaseTxLocktime,
-			Witness:         hasWitnessCommitment(t),
+			Witness:         witness,
 		},
 		poolPrefix:      append([]byte(nil), poolPrefix...),
 		deviceSpace:     deviceSpace,
@@ -101,23 +105,30 @@ func (b *builtCoinbase) fullExtranonce(device []byte) []byte {
 	return append(ex, device...)
 }
 
-// hasWitnessCommitment walks the template's outputs (value ‖ CompactSize
-// length ‖ script, back to back) looking for a BIP141 commitment. Walked by
-// hand: the wire parser allocates a large script buffer per output.
-func hasWitnessCommitment(t *messages.NewTemplate) bool {
+// scanOutputs walks the template's outputs (value ‖ CompactSize length ‖
+// script, back to back, exactly CoinbaseTxOutputsCount of them) and reports
+// whether one is a BIP141 commitment. Walked by hand: the wire parser
+// allocates a large script buffer per output.
+func scanOutputs(t *messages.NewTemplate) (commitment bool, err error) {
 	b := t.CoinbaseTxOutputs
-	for i := uint32(0); i < t.CoinbaseTxOutputsCount && len(b) > 8; i++ {
+	for i := uint32(0); i < t.CoinbaseTxOutputsCount; i++ {
+		if len(b) < 9 {
+			return false, fmt.Errorf("template output %d is truncated", i)
+		}
 		b = b[8:]
 		n, k := readVarInt(b)
 		if k == 0 || uint64(len(b)-k) < n {
-			return false
+			return false, fmt.Errorf("template output %d is truncated", i)
 		}
 		if templates.IsWitnessCommitment(b[k : k+int(n)]) {
-			return true
+			commitment = true
 		}
 		b = b[k+int(n):]
 	}
-	return false
+	if len(b) != 0 {
+		return false, fmt.Errorf("%d bytes after the template's %d outputs", len(b), t.CoinbaseTxOutputsCount)
+	}
+	return commitment, nil
 }
 
 func readVarInt(b []byte) (uint64, int) {

@@ -94,6 +94,9 @@ type Config struct {
 	// SetCustomMiningJob.Success (optimistic mining); older ones are
 	// dropped first.
 	MaxPendingShares int
+	// MinExtranonceSpace is the least extranonce_size a pool channel must
+	// give for the devices to share it (default 1).
+	MinExtranonceSpace int
 	// MaxTemplates bounds the templates (current and future) kept.
 	MaxTemplates int
 	// ReserveSize is the least coinbase output size announced to tp before
@@ -116,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPendingShares <= 0 {
 		c.MaxPendingShares = DefaultMaxPendingShares
+	}
+	if c.MinExtranonceSpace <= 0 {
+		c.MinExtranonceSpace = 1
 	}
 	if c.MaxTemplates <= 0 {
 		c.MaxTemplates = DefaultMaxTemplates

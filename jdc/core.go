@@ -1,6 +1,7 @@
 package jdc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sort"
@@ -87,9 +88,10 @@ type pair struct {
 	jdsUp  bool
 	ch     Channel
 	// outputs are the pool's coinbase outputs from the last token.
-	outputs  []templates.TxOutput
-	spare    []byte
-	tokenReq uint32
+	outputs    []templates.TxOutput
+	rawOutputs []byte
+	spare      []byte
+	tokenReq   uint32
 
 	job   *job
 	acked map[uint64]uint32 // work id → pool job id (current tip only)
@@ -223,6 +225,11 @@ func (c *Core) TemplateProviderReset(now time.Time) Actions {
 // NewTemplate handles a TDP NewTemplate.
 func (c *Core) NewTemplate(now time.Time, m *messages.NewTemplate) Actions {
 	var a Actions
+	if _, err := scanOutputs(m); err != nil {
+		// No coinbase can be built on it: keep mining what we have.
+		a.log(LevelError, "template from tp refused", "template", m.TemplateID, "error", err)
+		return a
+	}
 	if old, ok := c.templates[m.TemplateID]; ok && old != c.cur {
 		delete(c.templates, m.TemplateID)
 	}
@@ -441,7 +448,8 @@ func (c *Core) startJob(now time.Time, a *Actions, p *pair) {
 	p.job = nil
 	w := c.workFor(a, p.idx, t)
 	if w == nil {
-		c.fail(now, a, p, "bad-coinbase-layout", false)
+		// The pair's layout was checked when it connected: a coinbase that
+		// cannot be built is the template's fault (logged by workFor).
 		return
 	}
 	p.job = &job{tmpl: t, workID: w.id, stage: stageNeedToken}
@@ -530,7 +538,12 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 		c.fail(now, &a, p, "jds-token: "+err.Error(), true)
 		return a
 	}
-	outs, perr := templates.ParseOutputVector(m.CoinbaseTxOutputs)
+	// Pools keep their outputs stable: parse them only when they change
+	// (the wire parser allocates a large buffer per output).
+	outs, perr := p.outputs, error(nil)
+	if p.outputs == nil || !bytes.Equal(p.rawOutputs, m.CoinbaseTxOutputs) {
+		outs, perr = templates.ParseOutputVector(m.CoinbaseTxOutputs)
+	}
 	if perr != nil || len(outs) == 0 {
 		if perr == nil {
 			perr = errors.New("no outputs")
@@ -547,6 +560,7 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 		}
 	}
 	p.outputs = outs
+	p.rawOutputs = append(p.rawOutputs[:0], m.CoinbaseTxOutputs...)
 	p.spare = m.MiningJobToken
 	size, ops := outputsConstraints(outs)
 	if nc := maxConstraints(c.constraints, Constraints{size, ops}); nc != c.constraints {
@@ -596,8 +610,9 @@ func (c *Core) PoolUp(now time.Time, pairIdx int, ch Channel) Actions {
 	if p == nil {
 		return a
 	}
-	if ch.ExtranonceSize < 1 || len(ch.ExtranoncePrefix)+ch.ExtranonceSize > MaxExtranonce {
-		c.fail(now, &a, p, fmt.Sprintf("pool extranonce %d+%d bytes unusable", len(ch.ExtranoncePrefix), ch.ExtranonceSize), true)
+	if ch.ExtranonceSize < c.cfg.MinExtranonceSpace || len(ch.ExtranoncePrefix)+ch.ExtranonceSize > MaxExtranonce {
+		c.fail(now, &a, p, fmt.Sprintf("pool extranonce unusable: prefix %d + %d bytes (need %d..%d rollable, %d in all)",
+			len(ch.ExtranoncePrefix), ch.ExtranonceSize, c.cfg.MinExtranonceSpace, MaxExtranonce-len(ch.ExtranoncePrefix), MaxExtranonce), true)
 		return a
 	}
 	p.poolUp = true
@@ -694,7 +709,10 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 		a.share(p.idx, "accepted", "", m.NewSubmitsAcceptedCount)
 	case *messages.SubmitSharesError:
 		a.share(p.idx, "rejected", m.ErrorCode, 1)
-		if m.ErrorCode == "stale-share" || m.ErrorCode == "duplicate-share" {
+		switch m.ErrorCode {
+		case "stale-share", "duplicate-share", "difficulty-too-low":
+			// Races, not a broken pool: a tip change, a retransmission, or a
+			// SetTarget that raised the difficulty while shares were in flight.
 			return a
 		}
 		p.rejects++

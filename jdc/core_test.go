@@ -612,3 +612,43 @@ func TestMaxTemplatesBound(t *testing.T) {
 		t.Fatalf("%d templates kept", len(f.c.templates))
 	}
 }
+
+// A pool channel whose extranonce the devices cannot share fails the pair.
+func TestPoolExtranonceTooSmall(t *testing.T) {
+	cfg := poolCfg(CoinbaseOnly, 1)
+	cfg.MinExtranonceSpace = 6
+	f := newFixture(t, cfg)
+	ch := testChannel(0)
+	ch.ExtranonceSize = 4
+	a := f.apply(f.c.PoolUp(f.now, 0, ch))
+	if len(a.Resets) != 1 || !strings.Contains(f.c.States()[0].Reason, "extranonce unusable") {
+		t.Fatalf("%+v %+v", a.Resets, f.c.States())
+	}
+}
+
+func TestDifficultyTooLowDoesNotTrigger(t *testing.T) {
+	f := newFixture(t, poolCfg(CoinbaseOnly, 1))
+	f.newTip(0)
+	f.acceptJob(0, f.connect(0))
+	for i := 0; i < 10; i++ {
+		f.apply(f.c.PoolMessage(f.now, 0, &messages.SubmitSharesError{ChannelID: 10, ErrorCode: "difficulty-too-low"}))
+	}
+	if f.c.Active() != 0 {
+		t.Fatal("switched on difficulty-too-low")
+	}
+}
+
+// A template whose outputs do not parse is refused (logged); no pair fails
+// for it and the devices keep their work.
+func TestBadTemplateOutputs(t *testing.T) {
+	f := newFixture(t, poolCfg(CoinbaseOnly, 1))
+	f.newTip(0)
+	f.acceptJob(0, f.connect(0))
+	before := f.devActive
+	m := f.template(false, 0)
+	m.CoinbaseTxOutputs = append(m.CoinbaseTxOutputs, 0x00)
+	a := f.apply(f.c.NewTemplate(f.now, m))
+	if len(a.Logs) == 0 || f.c.Active() != 0 || f.c.States()[0].State != "healthy" || f.devActive != before {
+		t.Fatalf("%+v %+v", a, f.c.States())
+	}
+}

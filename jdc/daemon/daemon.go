@@ -163,6 +163,9 @@ func New(cfg Config) (*Daemon, error) {
 	if need := devices.MinExtranonceSpace(cfg.Devices); cfg.Core.SoloExtranonceSize < need {
 		cfg.Core.SoloExtranonceSize = max(need, jdc.DefaultSoloExtranonceSize)
 	}
+	if cfg.Core.MinExtranonceSpace == 0 {
+		cfg.Core.MinExtranonceSpace = devices.MinExtranonceSpace(cfg.Devices)
+	}
 	core, err := jdc.New(cfg.Core)
 	if err != nil {
 		return nil, fmt.Errorf("jdc: %w", err)
@@ -473,9 +476,23 @@ func (d *Daemon) txData(ctx context.Context, id uint64) {
 			return
 		}
 		defer func() { <-d.txSem }()
-		rctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-		defer cancel()
-		r, err := tp.RequestTransactionData(rctx, id)
+		// A few tries: full-template declarations wait for this data.
+		var (
+			r   *messages.RequestTransactionDataSuccess
+			err error
+		)
+		for try := 0; try < 3; try++ {
+			rctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+			r, err = tp.RequestTransactionData(rctx, id)
+			cancel()
+			var te *tpclient.TxDataError
+			if err == nil || errors.As(err, &te) || ctx.Err() != nil {
+				break // answered (a refusal will not change)
+			}
+			if !sleep(ctx, 100*time.Millisecond) {
+				return
+			}
+		}
 		if err != nil {
 			d.m.txData.WithLabelValues("error").Inc()
 			d.log.Warn("RequestTransactionData failed", "template", id, "error", err)

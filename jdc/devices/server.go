@@ -61,6 +61,9 @@ type Server struct {
 	// onTipSent, when set before Run, is called after a tip's frames were
 	// written to a connection (benchmarks).
 	onTipSent func(posted, written time.Time)
+	// onTipQueued, when set before Run, is called once a tip was queued
+	// for every connection (benchmarks).
+	onTipQueued func(posted, queued time.Time)
 }
 
 // New validates cfg, registers the metrics and binds the listener. Devices

@@ -289,6 +289,9 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 		}
 		c.mu.Unlock()
 	}
+	if s.onTipQueued != nil {
+		s.onTipQueued(at, time.Now())
+	}
 	s.log.Debug("new tip sent", "work", p.WorkID, "connections", len(conns), "took", time.Since(at))
 }
 

@@ -1,0 +1,212 @@
+package devices
+
+import (
+	"context"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sv2kit/sv2kit/mining"
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/sv2/noise"
+)
+
+// benchDevice connects conns devices over loopback, each opening chans
+// channels, and drains everything the server sends.
+func benchDevices(b *testing.B, ts *testServer, conns, chans int, flags uint32, extended bool) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	sem := make(chan struct{}, 32)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := noise.Dial(ctx, "tcp", ts.addr, &noise.Config{Plaintext: ts.pub == nil, AuthorityPubKey: ts.pub})
+			if err != nil {
+				errs <- err
+				return
+			}
+			b.Cleanup(func() { c.Close() })
+			w := func(m codec.Message) {
+				if err := c.WriteMessage(m, codec.Options{}); err != nil {
+					errs <- err
+				}
+			}
+			w(&messages.SetupConnection{Protocol: messages.ProtocolMining, MinVersion: 2, MaxVersion: 2, Flags: flags})
+			// Connect at most 32 at a time: wait for the answer.
+			if _, _, err := c.ReadFrame(); err != nil {
+				errs <- err
+				return
+			}
+			for j := 0; j < chans; j++ {
+				if extended {
+					w(&messages.OpenExtendedMiningChannel{RequestID: uint32(j), UserIdentity: "bench", NominalHashRate: 1e12, MaxTarget: mining.MaxTarget, MinExtranonceSize: 4})
+				} else {
+					w(&messages.OpenStandardMiningChannel{RequestID: uint32(j), UserIdentity: "bench", NominalHashRate: 1e12, MaxTarget: mining.MaxTarget})
+				}
+			}
+			go func() {
+				if ts.pub == nil {
+					_, _ = io.Copy(io.Discard, c.NetConn())
+					return
+				}
+				for {
+					if _, _, err := c.ReadFrame(); err != nil {
+						return
+					}
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for ts.s.Stats().Channels != conns*chans {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d channels open", ts.s.Stats().Channels, conns*chans)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkNewTipFanout measures SetPrevHash → the SetNewPrevHash (and
+// nothing else: the future job was sent ahead) written to every device
+// connection. Reported: p50/p99 of the time until the LAST connection's
+// frame was written ("all"), and p99 over single connections ("conn").
+func BenchmarkNewTipFanout(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		plaintext bool
+		conns     int
+		chans     int
+		flags     uint32
+		extended  bool
+	}{
+		{"1000conns/standard/noise", false, 1000, 1, messages.FlagRequiresStandardJobs, false},
+		{"1000conns/extended/noise", false, 1000, 1, 0, true},
+		{"1000conns/standard/plaintext", true, 1000, 1, messages.FlagRequiresStandardJobs, false},
+		{"1conn-1000chans/group/noise", false, 1, 1000, 0, false},
+		{"1conn-1000chans/standard-jobs/noise", false, 1, 1000, messages.FlagRequiresStandardJobs, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ts := startServer(b, Config{Plaintext: bc.plaintext, MaxChannelsPerConn: 2000, SendQueue: 1024,
+				Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{b}})})
+			var mu sync.Mutex
+			var per []time.Duration
+			var lastWritten time.Time
+			got := 0
+			done := make(chan struct{}, 1)
+			ts.s.onTipSent = func(posted, written time.Time) {
+				mu.Lock()
+				per = append(per, written.Sub(posted))
+				got++
+				if written.After(lastWritten) {
+					lastWritten = written
+				}
+				if got == bc.conns {
+					done <- struct{}{}
+				}
+				mu.Unlock()
+			}
+			var queued []time.Duration
+			ts.s.onTipQueued = func(posted, at time.Time) {
+				mu.Lock()
+				queued = append(queued, at.Sub(posted))
+				mu.Unlock()
+			}
+			ts.s.SetWork(testWork(1, true, 8))
+			ts.s.SetPrevHash(prevHash(1, hardBits))
+			ts.s.sync()
+			benchDevices(b, ts, bc.conns, bc.chans, bc.flags, bc.extended)
+			<-time.After(200 * time.Millisecond)
+			mu.Lock()
+			got, per, queued = 0, per[:0], queued[:0]
+			mu.Unlock()
+			for len(done) > 0 {
+				<-done
+			}
+
+			var all []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				id := uint64(i + 2)
+				ts.s.SetWork(testWork(id, true, 8))
+				ts.s.sync()
+				time.Sleep(5 * time.Millisecond) // the future jobs are flushed
+				mu.Lock()
+				got, lastWritten = 0, time.Time{}
+				mu.Unlock()
+				b.StartTimer()
+				posted := time.Now()
+				ts.s.SetPrevHash(prevHash(id, hardBits))
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					b.Fatalf("tip %d: only %d of %d connections written", id, got, bc.conns)
+				}
+				b.StopTimer()
+				mu.Lock()
+				all = append(all, lastWritten.Sub(posted))
+				mu.Unlock()
+			}
+			b.StopTimer()
+			slices.Sort(all)
+			mu.Lock()
+			slices.Sort(per)
+			slices.Sort(queued)
+			b.ReportMetric(float64(pct(queued, 50).Microseconds()), "queued-p50-µs")
+			b.ReportMetric(float64(pct(all, 50).Microseconds()), "all-p50-µs")
+			b.ReportMetric(float64(pct(all, 99).Microseconds()), "all-p99-µs")
+			b.ReportMetric(float64(pct(per, 99).Microseconds()), "conn-p99-µs")
+			mu.Unlock()
+		})
+	}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+// BenchmarkShareValidation measures a share through the server's path
+// without the network: the mining core's validation plus the answer and
+// metrics (one connection, one standard channel).
+func BenchmarkShareValidation(b *testing.B) {
+	ts := startServer(b, Config{Plaintext: true, Logger: hclog.NewNullLogger(), SendQueue: 1 << 20})
+	ts.s.SetWork(testWork(1, true, 8))
+	ts.s.SetPrevHash(prevHash(1, hardBits))
+	ts.s.sync()
+	d := ts.dial(b, messages.FlagRequiresStandardJobs)
+	ch := d.openStandard(b, "bench", 1)
+	waitFor[*messages.MiningSetNewPrevHash](b, d, nil)
+	c := ts.s.connections()[0]
+	sh := d.grind(b, ch.ChannelID, nil, false)
+	m := &messages.SubmitSharesStandard{ChannelID: ch.ChannelID, JobID: sh.job, NTime: sh.ntime, Version: sh.version}
+	go func() {
+		for range d.msgs {
+		}
+	}()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.SequenceNumber = uint32(i)
+		m.Nonce = uint32(i)
+		_ = c.handle(m)
+	}
+}
