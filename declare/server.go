@@ -499,3 +499,7 @@ func (s *Server) ServeAPI(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 }
+
+// SetMetrics replaces the server's metrics; call it before Serve (metrics
+// built with NewMetrics(reg, s.Core()) export the core's gauges too).
+func (s *Server) SetMetrics(m *Metrics) { s.m = m }

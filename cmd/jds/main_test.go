@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sv2kit/sv2kit/declare"
+	"github.com/sv2kit/sv2kit/internal/config"
+	"github.com/sv2kit/sv2kit/internal/regtest"
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/sv2/noise"
+)
+
+// TestBadConfig: a bad value stops jds at start with an error naming the key.
+func TestBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "jds.toml")
+	if err := os.WriteFile(file, []byte("[pool]\npayout-adress = \"x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"-datadir", dir, "-node.user", "u", "-node.password", "p", "-jds.listen", "127.0.0.1:0", "-api.listen", "127.0.0.1:0",
+		"-network", "regtest"}
+	payout := []string{"-pool.payout-script", "0014" + strings.Repeat("ab", 20)}
+	tests := []struct {
+		name string
+		args []string
+		key  string
+	}{
+		{"no payout", nil, "pool.payout-address"},
+		{"bad address", []string{"-pool.payout-address", "bc1qnotanaddress"}, "pool.payout-address"},
+		{"mainnet address on regtest", []string{"-pool.payout-address", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"}, "pool.payout-address"},
+		{"both address and script", append([]string{"-pool.payout-address", "bcrt1qar0srrr7xfkvy5l643lydnw9re59gtzzu5ptd7"}, payout...), "pool.payout-script"},
+		{"bad script", []string{"-pool.payout-script", "zz"}, "pool.payout-script"},
+		{"share above 1", append([]string{"-pool.payout-min-share", "1.5"}, payout...), "pool.payout-min-share"},
+		{"no mode", append([]string{"-jds.full-template=false", "-jds.coinbase-only=false"}, payout...), "jds.full-template"},
+		{"remote API", append([]string{"-api.listen", "0.0.0.0:34266"}, payout...), "api.listen"},
+		{"listen not host:port", append([]string{"-jds.listen", "34264"}, payout...), "jds.listen"},
+		{"zero connections", append([]string{"-limits.max-connections", "0"}, payout...), "limits.max-connections"},
+		{"block weight too high", append([]string{"-limits.block-weight", "5000000"}, payout...), "limits.block-weight"},
+		{"bad authority key", append([]string{"-keys.authority-secret-key", "nope"}, payout...), "keys.authority-secret-key"},
+		{"unknown network", append([]string{"-network", "mainnet4"}, payout...), "network"},
+		{"bad node url", append([]string{"-node.url", "127.0.0.1:8332"}, payout...), "node.url"},
+		{"rawtx without sequence", append([]string{"-node.zmq-rawtx", "tcp://127.0.0.1:28333"}, payout...), "node.zmq-rawtx"},
+		{"misspelt key in file", []string{"-config", file}, "pool.payout-adress"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), append(append([]string{}, base...), tc.args...), &out, &errOut)
+			var ce *config.Error
+			if !errors.As(err, &ce) || ce.Key != tc.key {
+				t.Fatalf("error %v, want one naming %q", err, tc.key)
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("message %q does not name the key", err)
+			}
+		})
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// TestRunRegtest starts jds against a real btcd, prints the authority key,
+// serves a JDC over Noise and the pool API, and stops cleanly.
+func TestRunRegtest(t *testing.T) {
+	n := regtest.Start(t, regtest.Options{})
+	dir := t.TempDir()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-network", "regtest", "-datadir", dir, "-node.url", "http://" + n.RPCAddr(),
+			"-node.user", n.RPCUser(), "-node.password", n.RPCPass(), "-jds.listen", "127.0.0.1:0", "-api.listen", "127.0.0.1:0",
+			"-metrics.listen", "127.0.0.1:0", "-pool.payout-address", n.Wallet().Address().String(), "-node.tip-poll-interval", "200ms"},
+			pw, &errOut)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var jdpAddr, pubStr, apiURL string
+	for (jdpAddr == "" || apiURL == "") && sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "jds: JDP on "); ok {
+			f := strings.Fields(rest)
+			jdpAddr = strings.TrimSuffix(f[0], ",")
+			pubStr = f[len(f)-1]
+		}
+		if rest, ok := strings.CutPrefix(line, "jds: pool API on "); ok {
+			apiURL = rest
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if jdpAddr == "" || apiURL == "" {
+		t.Fatalf("jds did not print its addresses; log:\n%s", errOut.b.String())
+	}
+	pub, err := noise.ParseAuthorityPublicKey(pubStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	c, err := noise.Dial(dctx, "tcp", jdpAddr, &noise.Config{AuthorityPubKey: &pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.WriteMessage(&messages.SetupConnection{Protocol: 1, MinVersion: 2, MaxVersion: 2, Flags: 1}, codec.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, err := messages.Read(c, codec.Options{}); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(*messages.SetupConnectionSuccess); !ok {
+		t.Fatalf("%#v", m)
+	}
+	if err := c.WriteMessage(&messages.AllocateMiningJobToken{UserIdentifier: "u", RequestID: 7}, codec.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := messages.Read(c, codec.Options{})
+	tok, ok := m.(*messages.AllocateMiningJobTokenSuccess)
+	if err != nil || !ok || !bytes.HasSuffix(tok.CoinbaseTxOutputs, n.Wallet().PkScript()) {
+		t.Fatalf("%#v %v", m, err)
+	}
+	// The pool API answers (a full-template token with no declared job).
+	v, err := declare.NewHTTPClient(apiURL).ValidateCustomJob(ctx, "u", &messages.SetCustomMiningJob{MiningJobToken: tok.MiningJobToken})
+	if err != nil || v.Code != declare.CodeJobNotYetValidated {
+		t.Fatalf("%+v %v", v, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("jds did not stop")
+	}
+}
