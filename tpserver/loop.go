@@ -28,8 +28,9 @@ type loopState struct {
 	enc     encoder
 	// waitingTip is when a new tip arrived that the fast path could not
 	// announce: the SetNewPrevHash then comes with the node's template.
-	waitingTip time.Time
-	lastStats  provider.Stats
+	waitingTip  time.Time
+	waitingHash [32]byte
+	lastStats   provider.Stats
 }
 
 // eventLoop owns the core: every event goes through it, one at a time, and
@@ -66,8 +67,10 @@ func (s *Server) eventLoop(ctx context.Context) {
 		case t := <-s.templates:
 			a := s.core.NodeTemplate(t.src, t.chain, time.Now())
 			var fan *tipFanout
-			if !st.waitingTip.IsZero() && hasSetNewPrevHash(&a) {
-				fan = s.newFanout(st.waitingTip, "node")
+			if !st.waitingTip.IsZero() && t.src.PrevHash == st.waitingHash {
+				if hasSetNewPrevHash(&a) {
+					fan = s.newFanout(st.waitingTip, "node")
+				}
 				st.waitingTip = time.Time{}
 			}
 			s.apply(st, a, fan)
@@ -79,7 +82,7 @@ func (s *Server) eventLoop(ctx context.Context) {
 				fan = s.newFanout(t.at, "fast")
 				st.waitingTip = time.Time{}
 			} else if a.FetchTemplate {
-				st.waitingTip = t.at
+				st.waitingTip, st.waitingHash = t.at, t.notice.Hash
 			}
 			s.apply(st, a, fan)
 			if fan != nil && s.tipQueued != nil {

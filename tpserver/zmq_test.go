@@ -9,6 +9,7 @@ import (
 
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/internal/zmqtest"
+	"github.com/sv2kit/sv2kit/node"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
 
@@ -138,4 +139,31 @@ func TestFeeUpdate(t *testing.T) {
 		b, err := nc.GetBestBlockHash(ctx)
 		return err == nil && b == chainhash.Hash(hash)
 	})
+}
+
+// TestWrongNetwork: a node on another chain than configured is reported
+// with the fix, retried, and clients stay connected waiting for it.
+func TestWrongNetwork(t *testing.T) {
+	t.Parallel()
+	n := regtest.Start(t, regtest.Options{})
+	nc, err := node.NewClient(node.Config{URL: "http://" + n.RPCAddr(), User: n.RPCUser(), Password: n.RPCPass(), Network: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	tp := startTP(t, nc, nil)
+	c := tp.dial(t, 10)
+	tp.logs.waitFor(t, "class=wrong-network", 10*time.Second)
+	tp.logs.waitFor(t, "point the RPC URL at a main node", time.Second)
+	if tp.metric(t, "tp_node_errors_total", "class", "wrong-network") < 1 || tp.metric(t, "tp_node_up") != 0 {
+		t.Fatal("wrong network not counted")
+	}
+	select {
+	case m := <-c.Events():
+		t.Fatalf("template from a node on the wrong network: %s", describe(m))
+	case <-time.After(300 * time.Millisecond):
+	}
+	if c.Err() != nil {
+		t.Fatal(c.Err())
+	}
 }
