@@ -58,7 +58,9 @@ type Config struct {
 	// answer stale-share instead of invalid-job-id (default 64).
 	StaleJobs int
 	// DuplicateWindow is how many accepted shares per channel are remembered
-	// for duplicate detection (default 1024; at most twice that are held).
+	// for duplicate detection on the current tip (default 1024; between one
+	// and two windows are held, in at most 32 bytes per share of window:
+	// 32 KiB per channel at the default, grown only as shares arrive).
 	DuplicateWindow int
 	// MaxChannels bounds the channels of one session (default 1024).
 	MaxChannels int

@@ -80,9 +80,13 @@ func (v *Vardiff) SharesPerMinute() float64 { return v.cfg.SharesPerMinute }
 func (v *Vardiff) OnShare() { v.shares++ }
 
 // SetHashRate resets the estimate (UpdateChannel) and restarts the window.
-// It reports whether the target changed.
+// It reports whether the target changed. 0 (a proxy with nothing connected)
+// means InitialHashRate, so returning devices do not flood the server.
 func (v *Vardiff) SetHashRate(h float64, now time.Time) bool {
 	old := v.target
+	if !(h > 0) || math.IsInf(h, 0) {
+		h = v.cfg.InitialHashRate
+	}
 	v.setHashRate(h)
 	v.start, v.shares = now, 0
 	return old != v.target
