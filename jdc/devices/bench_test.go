@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -208,5 +209,68 @@ func BenchmarkShareValidation(b *testing.B) {
 		m.SequenceNumber = uint32(i)
 		m.Nonce = uint32(i)
 		_ = c.handle(m)
+	}
+}
+
+// BenchmarkFanoutDispatch measures the server's own work for a new tip on
+// 1,000 connections (one channel each) without the network: session
+// updates, encoding and queueing; the writers' system calls are excluded.
+func BenchmarkFanoutDispatch(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		flags    uint32
+		extended bool
+	}{
+		{"standard", messages.FlagRequiresStandardJobs, false},
+		{"extended", 0, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := New(Config{Listen: "127.0.0.1:0", Plaintext: true, MinDifficulty: testMinDifficulty, SendQueue: 4})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.ln.Close()
+			const n = 1000
+			var conns []*conn
+			for i := 0; i < n; i++ {
+				p1, p2 := net.Pipe()
+				defer p1.Close()
+				defer p2.Close()
+				c := newConn(s, uint64(i+1), noise.Server(p1, &noise.Config{Plaintext: true}))
+				c.flags = bc.flags
+				s.conns[c.id] = c
+				c.startSession()
+				if bc.extended {
+					c.cs.sess.OpenExtended(&messages.OpenExtendedMiningChannel{RequestID: 1, MaxTarget: mining.MaxTarget, MinExtranonceSize: 4}, time.Now())
+				} else {
+					c.cs.sess.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 1, MaxTarget: mining.MaxTarget}, time.Now())
+				}
+				conns = append(conns, c)
+			}
+			drain := func() {
+				for _, c := range conns {
+					for len(c.q) > 0 {
+						<-c.q
+					}
+				}
+			}
+			w := testWork(1, true, 8)
+			s.handleWork(&w, time.Now())
+			s.handlePrevHash(&PrevHash{WorkID: 1, NBits: hardBits}, time.Now())
+			drain()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				w := testWork(uint64(i+2), true, 8)
+				s.handleWork(&w, time.Now())
+				drain()
+				b.StartTimer()
+				s.handlePrevHash(&PrevHash{WorkID: uint64(i + 2), NBits: hardBits}, time.Now())
+				b.StopTimer()
+				drain()
+				b.StartTimer()
+			}
+		})
 	}
 }

@@ -126,11 +126,13 @@ func encodeFrame(m codec.Message) outFrame {
 // countJob counts job and tip messages for the metrics.
 func (m *metrics) countJob(msg codec.Message) {
 	switch msg.(type) {
-	case *messages.NewMiningJob, *messages.NewExtendedMiningJob:
-		m.jobs.WithLabelValues(msg.MessageName()).Inc()
+	case *messages.NewMiningJob:
+		m.jobsStd.Inc()
+	case *messages.NewExtendedMiningJob:
+		m.jobsExt.Inc()
 	case *messages.MiningSetNewPrevHash:
 		m.prevHashes.Inc()
 	case *messages.SetExtranoncePrefix:
-		m.jobs.WithLabelValues(msg.MessageName()).Inc()
+		m.prefixes.Inc()
 	}
 }

@@ -22,6 +22,9 @@ type metrics struct {
 	upstreamLost prometheus.Counter
 	blocks       prometheus.Counter
 	jobs         *prometheus.CounterVec // message
+	jobsStd      prometheus.Counter
+	jobsExt      prometheus.Counter
+	prefixes     prometheus.Counter
 	prevHashes   prometheus.Counter
 	setTargets   prometheus.Counter
 	tipLatency   prometheus.Histogram
@@ -68,6 +71,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "channel_hashrate", Help: "Estimated hash rate of a channel (hashes per second), from its accepted shares."},
 			[]string{"conn", "channel", "user"}),
 	}
+	m.jobsStd = m.jobs.WithLabelValues("NewMiningJob")
+	m.jobsExt = m.jobs.WithLabelValues("NewExtendedMiningJob")
+	m.prefixes = m.jobs.WithLabelValues("SetExtranoncePrefix")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.channels, m.setupFailed, m.dropped, m.opened,
 			m.openFailed, m.accepted, m.acceptedDiff, m.rejected, m.upstream, m.upstreamLost, m.blocks, m.jobs,

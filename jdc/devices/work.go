@@ -251,14 +251,20 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 			hook(at, t)
 		}
 	}
-	for _, c := range conns {
+	// One allocation for every connection's batch and frames.
+	batches := make([]batch, len(conns))
+	frames := make([]outFrame, 0, 2*len(conns))
+	for i, c := range conns {
 		c.mu.Lock()
 		sess := c.cs.sess
 		if sess == nil {
 			c.mu.Unlock()
 			continue
 		}
-		b := &batch{onSent: observe}
+		b := &batches[i]
+		b.onSent = observe
+		start := len(frames)
+		b.frames = frames[start:start]
 		if fj != jt {
 			msgs, _ := sess.NewTemplate(fj)
 			for _, m := range msgs {
@@ -285,6 +291,10 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 			s.m.countJob(m)
 		}
 		if len(b.frames) > 0 {
+			if end := start + len(b.frames); end <= cap(frames) && &frames[:end][start] == &b.frames[0] {
+				frames = frames[:end] // the batch's frames live in the shared slice
+				b.frames = b.frames[:len(b.frames):len(b.frames)]
+			}
 			c.send(b)
 		}
 		c.mu.Unlock()
