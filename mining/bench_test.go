@@ -3,6 +3,7 @@ package mining
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -196,5 +197,29 @@ func BenchmarkNewTip1000Sessions(b *testing.B) {
 			b.ReportMetric(float64(p99(both).Microseconds()), "p99-µs/tip")
 			b.ReportMetric(float64(p99(snph).Microseconds()), "p99-snph-µs")
 		})
+	}
+}
+
+// BenchmarkChannelMemory reports the heap held per open channel with one
+// active job and one pending future job (duplicate tables empty: they grow
+// with accepted shares, up to 32 KiB per channel at the default window).
+func BenchmarkChannelMemory(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		alloc := mustAlloc(b, []byte{1, 2, 3, 4}, 12, 8)
+		jts := []*JobTemplate{benchTemplate(b, 1, true, 12, alloc.FullSize()), benchTemplate(b, 2, true, 12, alloc.FullSize())}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewSession(Config{MaxChannels: 10_000}, alloc)
+		for i := 0; i < 10_000; i++ {
+			s.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1e12, MaxTarget: MaxTarget}, t0)
+		}
+		s.NewTemplate(jts[0])
+		s.NewPrevHash(1, tipAt(mainnetBits, t0))
+		s.NewTemplate(jts[1])
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/10_000, "B/channel")
+		runtime.KeepAlive(s)
 	}
 }
