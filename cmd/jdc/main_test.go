@@ -138,3 +138,22 @@ listen = "127.0.0.1:0"
 		t.Fatal("devices key file not created")
 	}
 }
+
+// docs/jdc.md documents every key, including the [[upstreams]] ones.
+func TestDocsListEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jdc.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range config.Keys(defaults(), envPrefix) {
+		if !strings.Contains(string(doc), "`"+k.Path+"`") {
+			t.Errorf("docs/jdc.md does not mention key %s", k.Path)
+		}
+	}
+	for _, k := range []string{"pool", "pool-authority-public-key", "pool-plaintext", "jds", "jds-authority-public-key",
+		"user-identity", "declare-txids", "push-solution-2025"} {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			t.Errorf("docs/jdc.md does not mention upstream key %s", k)
+		}
+	}
+}

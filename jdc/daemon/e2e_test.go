@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/jdc"
 )
@@ -145,7 +147,8 @@ func waitActive(t *testing.T, e *env, d *Daemon, src int, what string, payout []
 func TestFailover(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
-	d := e.startJDC(jdc.CoinbaseOnly, nil)
+	reg := prometheus.NewRegistry()
+	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Registerer = reg })
 	p0, p1 := e.pairs[0], e.pairs[1]
 	waitActive(t, e, d, 0, "start", nil)
 	m := e.startMiner(d.DevicesAddr(), 4)
@@ -196,6 +199,35 @@ func TestFailover(t *testing.T) {
 		from := e.height()
 		waitFor(t, 30*time.Second, "a block after tp restarted", func() bool { return e.height() > from })
 	})
+	// The switches are counted with their reasons; tips reached the devices.
+	want := map[string]bool{"custom-job-rejected": false, "shares-rejected": false, "jds-lost": false, "pool-lost": false, "return": false}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tips uint64
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "jdc_upstream_switches_total":
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if _, ok := want[l.GetValue()]; ok && l.GetName() == "reason" {
+						want[l.GetValue()] = true
+					}
+				}
+			}
+		case "jdc_new_tip_to_device_work_seconds":
+			tips = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	for r, seen := range want {
+		if !seen {
+			t.Errorf("no switch counted with reason %q", r)
+		}
+	}
+	if tips == 0 {
+		t.Error("no new-tip latency observed")
+	}
 	st := m.Stats()
 	t.Logf("miner: %d jobs, %d shares accepted, %d rejected %v, %d blocks", st.Jobs, st.Accepted, st.Rejected, st.RejectReasons, st.Blocks)
 }
