@@ -82,3 +82,34 @@ func FuzzSubmitExtended(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNewJobTemplate feeds arbitrary TDP NewTemplate coinbase fields (the
+// template's outputs are decoded here): no panic, and an accepted template
+// serializes a coinbase btcd parses with the template's outputs last.
+func FuzzNewJobTemplate(f *testing.F) {
+	_, txs := fakeTxs(2, 6)
+	nt := newTemplateMsg(1, false, 300, txs)
+	f.Add(nt.CoinbasePrefix, nt.CoinbaseTxOutputs, nt.CoinbaseTxOutputsCount, uint64(5_000_000_000), []byte("/tag/"), uint8(16))
+	f.Add([]byte{0x51}, []byte{}, uint32(0), uint64(0), []byte{}, uint8(1))
+	f.Add([]byte{}, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0xfd}, uint32(1), uint64(1), []byte{}, uint8(8))
+	f.Fuzz(func(t *testing.T, prefix, outs []byte, count uint32, value uint64, tag []byte, size uint8) {
+		m := &messages.NewTemplate{TemplateID: 1, Version: 0x20000000, CoinbaseTxVersion: 2, CoinbasePrefix: prefix,
+			CoinbaseTxInputSequence: 0xfffffffe, CoinbaseTxValueRemaining: value, CoinbaseTxOutputsCount: count,
+			CoinbaseTxOutputs: outs, CoinbaseTxLocktime: 7}
+		pay := []templates.TxOutput{{Value: int64(value % (1 << 62)), PkScript: []byte{0x51}}}
+		jt, err := NewJobTemplate(m, CoinbaseConfig{Outputs: pay, Tag: tag, ExtranonceSize: int(size)})
+		if err != nil {
+			return
+		}
+		var tx wire.MsgTx
+		if err := tx.Deserialize(bytes.NewReader(jt.CoinbaseTx(make([]byte, size), true))); err != nil {
+			t.Fatalf("accepted template's coinbase does not parse: %v", err)
+		}
+		if len(tx.TxOut) != 1+int(count) || tx.LockTime != 7 || !bytes.HasPrefix(tx.TxIn[0].SignatureScript, prefix) {
+			t.Fatalf("coinbase %+v", tx)
+		}
+		if templates.DoubleSHA256(jt.CoinbaseTx(make([]byte, size), false)) != tx.TxHash() {
+			t.Fatal("stripped form is not the txid form")
+		}
+	})
+}

@@ -62,8 +62,8 @@ func PayRemaining(outs []templates.TxOutput, value uint64) ([]templates.TxOutput
 	c := append([]templates.TxOutput(nil), outs...)
 	var rest uint64
 	for _, o := range c[1:] {
-		if o.Value < 0 {
-			return nil, fmt.Errorf("negative output value %d", o.Value)
+		if o.Value < 0 || rest+uint64(o.Value) < rest {
+			return nil, fmt.Errorf("output value %d out of range", o.Value)
 		}
 		rest += uint64(o.Value)
 	}
@@ -114,8 +114,8 @@ func NewJobTemplate(nt *messages.NewTemplate, cc CoinbaseConfig) (*JobTemplate, 
 	}
 	var sum uint64
 	for _, o := range cc.Outputs {
-		if o.Value < 0 {
-			return nil, fmt.Errorf("job template %d: negative output value", nt.TemplateID)
+		if o.Value < 0 || sum+uint64(o.Value) < sum {
+			return nil, fmt.Errorf("job template %d: output value %d out of range", nt.TemplateID, o.Value)
 		}
 		sum += uint64(o.Value)
 	}

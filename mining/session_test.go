@@ -469,3 +469,43 @@ func TestUpstreamForwarding(t *testing.T) {
 		t.Fatal("Error")
 	}
 }
+
+// TestReprefixKeepsOldJobs: after a SetExtranoncePrefix, shares on jobs
+// issued before still hash with the old prefix; new jobs use the new one.
+func TestReprefixKeepsOldJobs(t *testing.T) {
+	f := newFixture(t, Config{})
+	dev := openExt(t, f.s, targetBits(6), t0)
+	dev.handle(f.block(mainnetBits, 2, t0))
+	oldJob := dev.active
+	oldPrefix := dev.prefix
+	ext := []byte("rollroll")
+	before := dev.grind(ext, 0, 0, dev.meetsTarget)
+
+	// Failover: another pool prefix of the same length, same full size.
+	if err := f.alloc.Rebase([]byte{0xcc, 0xdd}, 14); err != nil {
+		t.Fatal(err)
+	}
+	dev.handle(f.s.Reprefix())
+	if string(dev.prefix) == string(oldPrefix) {
+		t.Fatal("prefix unchanged")
+	}
+	if r := f.s.SubmitExtended(before.extended(dev.ch), t0); r.Status != Accepted {
+		t.Fatalf("share on the old job after reprefix: %q", r.Code)
+	}
+	// New work uses the new prefix.
+	_, txs := fakeTxs(1, 5)
+	jt := jobTemplate(t, newTemplateMsg(f.next, false, 200, txs), f.alloc.FullSize())
+	out, err := f.s.NewTemplate(jt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.handle(out)
+	if dev.active == oldJob {
+		t.Fatal("no new job")
+	}
+	after := dev.grind(ext, 0, 0, dev.meetsTarget)
+	r := f.s.SubmitExtended(after.extended(dev.ch), t0)
+	if r.Status != Accepted || string(r.Job.ExtranoncePrefix) != string(dev.prefix) {
+		t.Fatalf("share on the new job: %q", r.Code)
+	}
+}
