@@ -25,6 +25,7 @@ type declaredCoinbase struct {
 	outputVector     []byte // CompactSize count + outputs, as in the suffix
 	outputs          []templates.TxOutput
 	lockTime         uint32
+	witOff, witEnd   int   // the witness's place in the tail parseTail read
 	height           int64 // BIP34
 	weight           int64
 	sigops           int64
@@ -103,7 +104,13 @@ func parseDeclaredCoinbase(prefix, suffix []byte) (*declaredCoinbase, *coinbaseE
 		return nil, cbErr(CodeInvalidCoinbaseTx, "coinbase scriptSig does not start with a BIP34 height push (inside coinbase_tx_prefix)")
 	}
 	cb.height = h
-	cb.sprefix, cb.ssuffix = templates.StripWitness(prefix, suffix)
+	cb.sprefix, cb.ssuffix = prefix, suffix
+	if cb.witness {
+		// The txid form: no marker and flag, no witness (whatever it holds).
+		rest := len(cb.scriptSuffix)
+		cb.sprefix = append(append(make([]byte, 0, len(prefix)-2), prefix[:4]...), prefix[6:]...)
+		cb.ssuffix = append(append(make([]byte, 0, len(suffix)), suffix[:rest+cb.witOff]...), suffix[rest+cb.witEnd:]...)
+	}
 	full := len(prefix) + cb.extranonceLen + len(suffix)
 	base := len(cb.sprefix) + cb.extranonceLen + len(cb.ssuffix)
 	cb.weight = int64(base*3 + full)
@@ -146,20 +153,23 @@ func (cb *declaredCoinbase) parseTail(tail []byte) bool {
 		outs = append(outs, templates.TxOutput{Value: int64(binary.LittleEndian.Uint64(v)), PkScript: s})
 	}
 	end := r.off
+	witOff := r.off
 	if cb.witness {
 		items := r.compact()
-		if r.err != nil || items > uint64(r.left()) {
-			return false
+		if r.err != nil || items == 0 || items > uint64(r.left()) {
+			return false // a witness flag needs a witness
 		}
 		for j := uint64(0); j < items && r.err == nil; j++ {
 			r.skip(r.compact())
 		}
 	}
+	witEnd := r.off
 	lt := r.u32()
 	if r.err != nil || r.off != len(tail) {
 		return false
 	}
 	cb.sequence, cb.outputs, cb.outputVector, cb.lockTime = seq, outs, tail[start:end], lt
+	cb.witOff, cb.witEnd = witOff, witEnd
 	return true
 }
 

@@ -75,15 +75,21 @@ func scanTx(raw []byte, wantWTxID bool, spend func(op outpoint)) (txInfo, error)
 	}
 	witStart := r.off
 	if witness {
+		nonEmpty := false
 		for i := uint64(0); i < nIn && r.err == nil; i++ {
 			items := r.compact()
 			if r.err == nil && items > uint64(r.left()) {
 				r.err = errTx
 				break
 			}
+			nonEmpty = nonEmpty || items > 0
 			for j := uint64(0); j < items && r.err == nil; j++ {
 				r.skip(r.compact())
 			}
+		}
+		if r.err == nil && !nonEmpty {
+			// Consensus refuses a witness flag without any witness.
+			return ti, fmt.Errorf("%w: witness flag set but no input has a witness", errTx)
 		}
 	}
 	witEnd := r.off

@@ -1,0 +1,95 @@
+package declare
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/btcsuite/btcd/wire"
+)
+
+// FuzzParseDeclaredCoinbase: any prefix and suffix either are refused or
+// give a coinbase that btcd reads as one transaction with one null input,
+// the declared height and our txid.
+func FuzzParseDeclaredCoinbase(f *testing.F) {
+	m := offlineJob(f, nil, 100, nil)
+	f.Add(m.CoinbaseTxPrefix, m.CoinbaseTxSuffix)
+	m = offlineJob(f, nil, 100, []byte{1, 2})
+	f.Add(m.CoinbaseTxPrefix, m.CoinbaseTxSuffix)
+	f.Add([]byte{2, 0, 0, 0}, []byte{})
+	f.Fuzz(func(t *testing.T, prefix, suffix []byte) {
+		cb, e := parseDeclaredCoinbase(prefix, suffix)
+		if e != nil {
+			if e.code == "" || e.details == "" {
+				t.Fatal("error without code or details")
+			}
+			return
+		}
+		raw, txid := cb.coinbase(make([]byte, cb.extranonceLen))
+		var tx wire.MsgTx
+		r := bytes.NewReader(raw)
+		if err := tx.Deserialize(r); err != nil || r.Len() != 0 {
+			t.Fatalf("accepted coinbase does not parse: %v (%d left)", err, r.Len())
+		}
+		if len(tx.TxIn) != 1 || tx.TxIn[0].PreviousOutPoint.Index != 0xffffffff || tx.TxHash() != txid {
+			t.Fatalf("accepted a non-coinbase or wrong txid")
+		}
+		if len(tx.TxOut) != len(cb.outputs) {
+			t.Fatalf("%d outputs, parsed %d", len(tx.TxOut), len(cb.outputs))
+		}
+	})
+}
+
+// FuzzScanTx: the one-pass scanner accepts only what btcd reads as exactly
+// one transaction, and then computes btcd's ids and weight.
+func FuzzScanTx(f *testing.F) {
+	for i := uint64(0); i < 4; i++ {
+		var b bytes.Buffer
+		_ = synthTx(i, i%2 == 0).Serialize(&b)
+		f.Add(b.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ti, err := scanTx(raw, true, func(outpoint) {})
+		if err != nil {
+			return
+		}
+		var tx wire.MsgTx
+		r := bytes.NewReader(raw)
+		if werr := tx.Deserialize(r); werr != nil || r.Len() != 0 {
+			t.Fatalf("scanner accepted what btcd refuses: %v", werr)
+		}
+		if ti.txid != tx.TxHash() || ti.wtxid != tx.WitnessHash() {
+			t.Fatal("ids differ from btcd's")
+		}
+		if w := int64(tx.SerializeSizeStripped()*3 + tx.SerializeSize()); w != ti.weight {
+			t.Fatalf("weight %d, btcd %d", ti.weight, w)
+		}
+	})
+}
+
+// FuzzHTTPBodies: the pool API's JSON decoders never panic, and what they
+// accept survives a round trip.
+func FuzzHTTPBodies(f *testing.F) {
+	j := offlineJob(f, nil, 1, nil)
+	b, _ := json.Marshal(ValidateRequest{UserIdentity: "u", Job: CustomJobJSON{MiningJobToken: Hex{1, 2}, CoinbasePrefix: j.CoinbaseTxPrefix[:10],
+		MerklePath: []Hash32{{1}}}})
+	f.Add(b)
+	b, _ = json.Marshal(BlockRequest{UserIdentity: "u", Share: BlockShareJSON{MiningJobToken: Hex{1}, Extranonce: Hex{2, 3}, Nonce: 5}})
+	f.Add(b)
+	f.Add([]byte(`{"user_identity":"x","job":{"prev_hash":"00"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if r, err := DecodeValidateRequest(body); err == nil {
+			again, _ := json.Marshal(r)
+			r2, err := DecodeValidateRequest(again)
+			if err != nil || r2.Job.Message().MiningJobToken == nil && len(r.Job.MiningJobToken) != 0 {
+				t.Fatalf("validate round trip: %v", err)
+			}
+		}
+		if r, err := DecodeBlockRequest(body); err == nil {
+			again, _ := json.Marshal(r)
+			if _, err := DecodeBlockRequest(again); err != nil {
+				t.Fatalf("block round trip: %v", err)
+			}
+		}
+	})
+}
