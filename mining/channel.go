@@ -187,7 +187,8 @@ func (c *Channel) Kind() Kind { return c.kind }
 // UserIdentity is the user_identity the channel was opened with.
 func (c *Channel) UserIdentity() string { return c.userIdentity }
 
-// GroupID is the group channel id (standard channels), else 0.
+// GroupID is the group channel id of a standard channel (every standard
+// channel of a session is in its one group), 0 for extended channels.
 func (c *Channel) GroupID() uint32 {
 	if c.scope.group {
 		return c.scope.id
@@ -201,8 +202,8 @@ func (c *Channel) Target() [32]byte { return c.target }
 // HashRate is vardiff's estimate of the device's hash rate (hashes/s).
 func (c *Channel) HashRate() float64 { return c.vd.HashRate() }
 
-// ExtranoncePrefix is the channel's current prefix (do not modify) and
-// ExtranonceSize its rollable size (0 for standard channels).
+// ExtranoncePrefix is the channel's current extranonce_prefix (shared; do
+// not modify). Jobs keep the prefix they were issued with.
 func (c *Channel) ExtranoncePrefix() []byte { return c.prefix }
 
 // ExtranonceSize is the extranonce_size of an extended channel (0 for standard).
