@@ -259,7 +259,8 @@ func (jt *JobTemplate) CoinbaseOutputs() []byte { return jt.customCoinbaseOuts }
 // SetCustomMiningJob builds the custom job a JDC sends its pool for this
 // template on tip (DIGEST §6.4, rust JobFactory::new_custom_job):
 // coinbase_prefix is the scriptSig up to the extranonce (push opcode
-// included), outputs the CompactSize-prefixed vector.
+// included), outputs the CompactSize-prefixed vector. The message shares the
+// template's slices: do not modify them.
 func (jt *JobTemplate) SetCustomMiningJob(channelID, requestID uint32, token []byte, tip *ChainTip) *messages.SetCustomMiningJob {
 	return &messages.SetCustomMiningJob{
 		ChannelID:                channelID,
