@@ -43,6 +43,8 @@ const (
 	DefaultTick         = 200 * time.Millisecond
 	eventQueue          = 1024
 	maxTxDataInFlight   = 8
+	// hashRateReport paces UpdateChannel to the pools.
+	hashRateReport = 30 * time.Second
 	// stableConn: a connection that lasted this long resets its backoff.
 	stableConn = 30 * time.Second
 )
@@ -224,6 +226,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		srvErr <- d.devices.Run(ctx)
 	}()
 	d.goRun(func() { d.tpLoop(ctx) })
+	d.goRun(func() { d.reportHashRate(ctx) })
 	for i := range d.cfg.Upstreams {
 		i := i
 		d.goRun(func() { d.poolLoop(ctx, i) })
@@ -518,9 +521,13 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 	log := d.log.Named("pool").With("pair", i, "addr", u.PoolAddr)
 	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
 	for ctx.Err() == nil {
+		hr := d.cfg.NominalHashRate
+		if st := d.devices.Stats(); st.HashRate > 0 {
+			hr = float32(st.HashRate)
+		}
 		cl, err := poolclient.Dial(ctx, poolclient.Config{
 			Addr: u.PoolAddr, AuthorityPubKey: u.PoolAuthorityKey, Plaintext: u.PoolPlaintext,
-			UserIdentity: u.UserIdentity, NominalHashRate: d.cfg.NominalHashRate,
+			UserIdentity: u.UserIdentity, NominalHashRate: hr,
 			MinExtranonceSize: uint16(devices.MinExtranonceSpace(d.cfg.Devices)),
 			Timeout:           d.cfg.Timeout, Logger: log,
 		})
@@ -630,6 +637,31 @@ func (d *Daemon) jdsLoop(ctx context.Context, i int) {
 		log.Warn("JDS connection ended; reconnecting", "reason", reason, "in", wait)
 		if !sleep(ctx, wait) {
 			return
+		}
+	}
+}
+
+// reportHashRate tells every connected pool the devices' hash rate
+// (UpdateChannel), so its vardiff starts near the right target; 0 when no
+// device is connected, as the spec asks of proxies.
+func (d *Daemon) reportHashRate(ctx context.Context) {
+	t := time.NewTicker(hashRateReport)
+	defer t.Stop()
+	max := [32]byte{}
+	for i := range max {
+		max[i] = 0xff
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hr := float32(d.devices.Stats().HashRate)
+		for i := range d.pairs {
+			if pool, _ := d.conns(i); pool != nil {
+				_ = pool.Send(&messages.UpdateChannel{ChannelID: pool.Channel().ID, NominalHashRate: hr, MaximumTarget: max})
+			}
 		}
 	}
 }
