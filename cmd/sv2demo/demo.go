@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -189,6 +190,11 @@ var errSkipped = errors.New("skipped")
 func (d *demo) loop(ctx context.Context) error {
 	t := time.NewTicker(d.o.interval)
 	defer t.Stop()
+	var drill <-chan time.Time
+	drillStep := 0
+	if d.o.drill > 0 && d.proc("sv2-pool") != nil && d.proc("jdc") != nil {
+		drill = time.After(d.o.drill)
+	}
 	for {
 		for _, p := range d.procs {
 			if !p.running() {
@@ -203,6 +209,19 @@ func (d *demo) loop(ctx context.Context) error {
 			}
 			d.say("\ninterrupted; stopping ...")
 			return nil
+		case <-drill:
+			drillStep++
+			if err := d.proc("sv2-pool").cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+				return fmt.Errorf("drill: signal sv2-pool: %w", err)
+			}
+			if drillStep == 1 {
+				d.say(">>> drill: the pool now rejects every custom job; jdc should fall back to solo")
+				drill = time.After(d.o.drill)
+			} else {
+				d.say(">>> drill: the pool accepts custom jobs again; jdc should return to pair-0 once it stayed healthy for failover.return-after (20s)")
+				drill = nil
+			}
+			continue
 		case <-t.C:
 		}
 		if err := d.summary(ctx); err != nil && ctx.Err() == nil {
@@ -216,6 +235,16 @@ func (d *demo) loop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// proc finds a running daemon by name.
+func (d *demo) proc(name string) *proc {
+	for _, p := range d.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
 }
 
 // accepted is the number of blocks since the miners started that pay the

@@ -32,6 +32,7 @@ type options struct {
 	keep       bool
 	mode       string
 	verbose    bool
+	drill      time.Duration
 }
 
 func main() {
@@ -58,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory at the end (it is always kept after a failure)")
 	fs.StringVar(&o.mode, "mode", "full-template", "jdc mode: full-template or coinbase-only")
 	fs.BoolVar(&o.verbose, "v", false, "also print the daemons' warnings and errors as they happen")
+	fs.DurationVar(&o.drill, "drill", 0, "failover drill: this long after mining starts the pool rejects every custom job (jdc falls back to solo), as long again later it accepts them (jdc returns); 0: off")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sv2demo [flags]   (normally: make demo [BLOCKS=N])\n\n"+
 			"Runs btcd (regtest) + transaction generator, tp, jds, sv2-pool, jdc and CPU miners on loopback\n"+
