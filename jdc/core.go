@@ -95,6 +95,10 @@ type pair struct {
 
 	job   *job
 	acked map[uint64]uint32 // work id → pool job id (current tip only)
+	// sent maps the request ids of custom jobs sent on the current tip to
+	// their work, so a late Success for a superseded job still maps its
+	// in-flight shares (bounded by maxSentJobs).
+	sent map[uint32]uint64
 	seq   uint32
 	// rejects counts consecutive rejected shares of acknowledged jobs.
 	rejects int
@@ -108,6 +112,9 @@ type pair struct {
 }
 
 func (p *pair) connected() bool { return p.poolUp && p.jdsUp && p.outputs != nil }
+
+// maxSentJobs bounds a pair's custom jobs remembered per tip.
+const maxSentJobs = 64
 
 // Core is jdc's decision core. It is not safe for concurrent use: the shell
 // calls it from one goroutine.
@@ -139,7 +146,7 @@ func New(cfg Config) (*Core, error) {
 		active:    None,
 	}
 	for i := 0; i < cfg.Pairs; i++ {
-		c.pairs = append(c.pairs, &pair{idx: i, acked: make(map[uint64]uint32)})
+		c.pairs = append(c.pairs, &pair{idx: i, acked: make(map[uint64]uint32), sent: make(map[uint32]uint64)})
 	}
 	if cfg.SoloScript != nil && (cfg.Mode == SoloMode || cfg.Pairs > 0) {
 		c.active = Solo
@@ -276,6 +283,7 @@ func (c *Core) SetNewPrevHash(now time.Time, m *messages.SetNewPrevHash) Actions
 	}
 	for _, p := range c.pairs {
 		clear(p.acked)
+		clear(p.sent)
 	}
 	c.activate(now, &a, t, true)
 	return a
@@ -509,6 +517,10 @@ func (c *Core) sendCustomJob(now time.Time, a *Actions, p *pair) {
 	t := j.tmpl
 	j.req = c.req()
 	j.stage, j.deadline = stageCustom, now.Add(c.cfg.CustomJobTimeout)
+	if len(p.sent) >= maxSentJobs {
+		clear(p.sent)
+	}
+	p.sent[j.req] = j.workID
 	a.Pool = append(a.Pool, PoolSend{Pair: p.idx, Msg: &messages.SetCustomMiningJob{
 		ChannelID:                p.ch.ID,
 		RequestID:                j.req,
@@ -620,6 +632,7 @@ func (c *Core) PoolUp(now time.Time, pairIdx int, ch Channel) Actions {
 	p.ch.ExtranoncePrefix = append([]byte(nil), ch.ExtranoncePrefix...)
 	p.seq, p.rejects, p.healthy = 0, 0, false
 	clear(p.acked)
+	clear(p.sent)
 	for _, t := range c.templates {
 		delete(t.work, p.idx)
 	}
@@ -679,6 +692,11 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 	case *messages.SetCustomMiningJobSuccess:
 		j := p.job
 		if j == nil || j.stage != stageCustom || j.req != m.RequestID {
+			// A job superseded by a newer template of the same tip: its
+			// shares still in flight can go up with this id.
+			if wid, ok := p.sent[m.RequestID]; ok && c.works[wid] != nil {
+				p.acked[wid] = m.JobID
+			}
 			return a
 		}
 		j.stage, j.deadline = stageAcked, time.Time{}
@@ -901,6 +919,7 @@ func (c *Core) fail(now time.Time, a *Actions, p *pair, reason string, reset boo
 		p.poolUp, p.jdsUp = false, false
 		p.outputs, p.spare, p.tokenReq = nil, nil, 0
 		clear(p.acked)
+		clear(p.sent)
 		a.Resets = append(a.Resets, PairReset{Pair: p.idx, Reason: reason})
 	}
 	if c.active == p.idx {

@@ -652,3 +652,23 @@ func TestBadTemplateOutputs(t *testing.T) {
 		t.Fatalf("%+v %+v", a, f.c.States())
 	}
 }
+
+// A late Success for a job superseded by a fee update maps that job's
+// in-flight shares; an old work's shares then go up with the old job id.
+func TestLateSuccessOfSupersededJob(t *testing.T) {
+	f := newFixture(t, poolCfg(CoinbaseOnly, 1))
+	f.newTip(0)
+	a := f.connect(0)
+	old := customJobOf(a, 0)
+	oldShare := f.share(false)
+	f.newTemplate(false, 1) // fee update: a new job, the old one superseded
+	f.refill(0)
+	a = f.apply(f.c.PoolMessage(f.now, 0, &messages.SetCustomMiningJobSuccess{ChannelID: 10, RequestID: old.RequestID, JobID: 41}))
+	if len(a.Switches) != 0 {
+		t.Fatal("late success switched")
+	}
+	b := f.apply(f.c.DeviceShare(f.now, oldShare))
+	if sh := sharesOf(b, 0); len(sh) != 1 || sh[0].JobID != 41 {
+		t.Fatalf("old share %+v", b)
+	}
+}
