@@ -99,7 +99,7 @@ type pair struct {
 	// their work, so a late Success for a superseded job still maps its
 	// in-flight shares (bounded by maxSentJobs).
 	sent map[uint32]uint64
-	seq   uint32
+	seq  uint32
 	// rejects counts consecutive rejected shares of acknowledged jobs.
 	rejects int
 
