@@ -19,7 +19,7 @@ import (
 
 // benchDevice connects conns devices over loopback, each opening chans
 // channels, and drains everything the server sends.
-func benchDevices(b *testing.B, ts *testServer, conns, chans int, flags uint32, extended bool) {
+func benchDevices(b *testing.B, ts *testServer, conns, chans int, flags uint32, extended, noRead bool) {
 	b.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
@@ -55,6 +55,9 @@ func benchDevices(b *testing.B, ts *testServer, conns, chans int, flags uint32, 
 				} else {
 					w(&messages.OpenStandardMiningChannel{RequestID: uint32(j), UserIdentity: "bench", NominalHashRate: 1e12, MaxTarget: mining.MaxTarget})
 				}
+			}
+			if noRead {
+				return // what the server sends stays in the socket buffers
 			}
 			go func() {
 				if ts.pub == nil {
@@ -95,12 +98,14 @@ func BenchmarkNewTipFanout(b *testing.B) {
 		chans     int
 		flags     uint32
 		extended  bool
+		noRead    bool
 	}{
-		{"1000conns/standard/noise", false, 1000, 1, messages.FlagRequiresStandardJobs, false},
-		{"1000conns/extended/noise", false, 1000, 1, 0, true},
-		{"1000conns/standard/plaintext", true, 1000, 1, messages.FlagRequiresStandardJobs, false},
-		{"1conn-1000chans/group/noise", false, 1, 1000, 0, false},
-		{"1conn-1000chans/standard-jobs/noise", false, 1, 1000, messages.FlagRequiresStandardJobs, false},
+		{"1000conns/standard/noise", false, 1000, 1, messages.FlagRequiresStandardJobs, false, false},
+		{"1000conns/standard/noise/devices-not-reading", false, 1000, 1, messages.FlagRequiresStandardJobs, false, true},
+		{"1000conns/extended/noise", false, 1000, 1, 0, true, false},
+		{"1000conns/standard/plaintext", true, 1000, 1, messages.FlagRequiresStandardJobs, false, false},
+		{"1conn-1000chans/group/noise", false, 1, 1000, 0, false, false},
+		{"1conn-1000chans/standard-jobs/noise", false, 1, 1000, messages.FlagRequiresStandardJobs, false, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := startServer(b, Config{Plaintext: bc.plaintext, MaxChannelsPerConn: 2000, SendQueue: 1024,
@@ -131,7 +136,7 @@ func BenchmarkNewTipFanout(b *testing.B) {
 			ts.s.SetWork(testWork(1, true, 8))
 			ts.s.SetPrevHash(prevHash(1, hardBits))
 			ts.s.sync()
-			benchDevices(b, ts, bc.conns, bc.chans, bc.flags, bc.extended)
+			benchDevices(b, ts, bc.conns, bc.chans, bc.flags, bc.extended, bc.noRead)
 			<-time.After(200 * time.Millisecond)
 			mu.Lock()
 			got, per, queued = 0, per[:0], queued[:0]
@@ -147,7 +152,7 @@ func BenchmarkNewTipFanout(b *testing.B) {
 				id := uint64(i + 2)
 				ts.s.SetWork(testWork(id, true, 8))
 				ts.s.sync()
-				time.Sleep(5 * time.Millisecond) // the future jobs are flushed
+				idle(ts.s) // the future jobs are flushed
 				mu.Lock()
 				got, lastWritten = 0, time.Time{}
 				mu.Unlock()
@@ -175,6 +180,23 @@ func BenchmarkNewTipFanout(b *testing.B) {
 			b.ReportMetric(float64(pct(per, 99).Microseconds()), "conn-p99-µs")
 			mu.Unlock()
 		})
+	}
+}
+
+// idle waits until every connection's writer flushed what it was given.
+func idle(s *Server) {
+	for {
+		busy := false
+		for _, c := range s.connections() {
+			if c.queued.Load() > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 

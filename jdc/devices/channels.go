@@ -119,6 +119,10 @@ func (c *conn) handle(m codec.Message) error {
 		}
 		c.mu.Unlock()
 		c.log.Debug("channel closed by device", "channel", m.ChannelID, "reason", m.ReasonCode, "closed", len(ids))
+	case *messages.RequestExtensions:
+		// No extension is offered; answer so the device goes on without
+		// waiting for a timeout (DIGEST §7.1).
+		c.sendMsg(&messages.RequestExtensionsError{RequestID: m.RequestID, UnsupportedExtensions: m.RequestedExtensions})
 	case *messages.SetCustomMiningJob:
 		c.sendMsg(&messages.SetCustomMiningJobError{ChannelID: m.ChannelID, RequestID: m.RequestID, ErrorCode: codeWorkSelectionNotSupported})
 	default:

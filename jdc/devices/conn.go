@@ -49,6 +49,8 @@ type conn struct {
 	cancel context.CancelFunc
 	once   sync.Once
 	closed atomic.Bool
+	// queued counts batches sent to the queue and not yet flushed.
+	queued atomic.Int64
 
 	// Set during setup, read-only afterwards.
 	flags  uint32
@@ -85,6 +87,7 @@ func (c *conn) send(b *batch) {
 	}
 	select {
 	case c.q <- b:
+		c.queued.Add(1)
 	default:
 		c.s.m.dropped.WithLabelValues("send_queue_full").Inc()
 		c.close("slow device: send queue full", fmt.Errorf("%d batches waiting", cap(c.q)))
@@ -156,7 +159,9 @@ func (c *conn) writeLoop() {
 		}
 		callbacks = callbacks[:0]
 		var err error
+		n := int64(0)
 		for {
+			n++
 			scratch, err = c.writeBatch(b, scratch)
 			if b.onSent != nil {
 				callbacks = append(callbacks, b.onSent)
@@ -188,6 +193,7 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
+		c.queued.Add(-n)
 		now := time.Now()
 		for _, f := range callbacks {
 			f(now)
