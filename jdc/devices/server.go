@@ -119,7 +119,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Shares delivers the shares that meet the upstream target or the network
-// target (Share.Block); it is closed when Run returns. It is bounded: when jdc does not keep up, ordinary
+// target (Share.Block). It is never closed (select on it together with
+// the context that stops Run). It is bounded: when jdc does not keep up, ordinary
 // upstream shares are dropped (counted and logged), but a block never is —
 // the device's reader waits for room instead.
 func (s *Server) Shares() <-chan Share { return s.shares }
@@ -168,8 +169,6 @@ func (s *Server) Run(ctx context.Context) error {
 		c.close("server stopping", nil)
 	}
 	s.wg.Wait()
-	// Every reader has ended, so nothing sends on shares any more.
-	close(s.shares)
 	return err
 }
 
