@@ -40,7 +40,7 @@ var poolScript = append([]byte{0x00, 0x14}, bytes.Repeat([]byte{0x5a}, 20)...)
 
 // env is a btcd regtest node with a mempool mirror, shared by JDS servers.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	n      *regtest.Node
 	c      *node.Client
 	w      *regtest.Wallet
@@ -48,7 +48,7 @@ type env struct {
 	ctx    context.Context
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	n := regtest.Start(t, regtest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
