@@ -148,7 +148,8 @@ func TestFailover(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
 	reg := prometheus.NewRegistry()
-	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Registerer = reg })
+	solo := append([]byte{0x00, 0x14}, bytes.Repeat([]byte{0x50}, 20)...)
+	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Registerer = reg; c.Core.SoloScript = solo })
 	p0, p1 := e.pairs[0], e.pairs[1]
 	waitActive(t, e, d, 0, "start", nil)
 	m := e.startMiner(d.DevicesAddr(), 4)
@@ -190,6 +191,16 @@ func TestFailover(t *testing.T) {
 		e.startPool(0, addr, false, false)
 		waitActive(t, e, d, 0, "pool back", p0.payout)
 	})
+	t.Run("every pair gone: solo, then back", func(t *testing.T) {
+		a0, a1 := p0.poolAddr, p1.poolAddr
+		_ = p0.pool.Close()
+		_ = p1.pool.Close()
+		waitActive(t, e, d, jdc.Solo, "both pools killed", solo)
+		e.startPool(1, a1, false, false)
+		waitActive(t, e, d, 1, "pool 1 back", p1.payout)
+		e.startPool(0, a0, false, false)
+		waitActive(t, e, d, 0, "pool 0 back", p0.payout)
+	})
 	t.Run("tp killed and restarted", func(t *testing.T) {
 		addr := e.tpAddr
 		e.tpStop()
@@ -230,4 +241,27 @@ func TestFailover(t *testing.T) {
 	}
 	st := m.Stats()
 	t.Logf("miner: %d jobs, %d shares accepted, %d rejected %v, %d blocks", st.Jobs, st.Accepted, st.Rejected, st.RejectReasons, st.Blocks)
+}
+
+// TestFailoverFullTemplate: in full-template mode a JDS that goes away
+// (declarations fail) moves jdc to pair 1, and it returns once the JDS is
+// back and declares again.
+func TestFailoverFullTemplate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	d := e.startJDC(jdc.FullTemplate, nil)
+	p0, p1 := e.pairs[0], e.pairs[1]
+	waitActive(t, e, d, 0, "start", nil)
+	e.startMiner(d.DevicesAddr(), 4)
+	waitActive(t, e, d, 0, "start", p0.payout)
+	addr, paddr := p0.jdsAddr, p0.poolAddr
+	p0.jdsStop()
+	waitActive(t, e, d, 1, "JDS killed", p1.payout)
+	e.startJDS(0, addr)
+	_ = p0.pool.Close()
+	e.startPool(0, paddr, false, false)
+	waitActive(t, e, d, 0, "JDS back", p0.payout)
+	if js := p0.jds.Core().Stats(); js.Declared == 0 {
+		t.Fatalf("the new JDS saw no declaration: %+v", js)
+	}
 }
