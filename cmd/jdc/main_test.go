@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -155,5 +156,30 @@ func TestDocsListEveryKey(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+k+"`") {
 			t.Errorf("docs/jdc.md does not mention upstream key %s", k)
 		}
+	}
+}
+
+// jdc starts without its peers (it keeps redialling) and stops cleanly.
+func TestRunStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-network", "regtest", "-mode", "solo", "-solo.script", "51", "-datadir", t.TempDir(),
+			"-tp.addr", "127.0.0.1:1", "-devices.listen", "127.0.0.1:0", "-metrics.listen", "127.0.0.1:0",
+			"-limits.reconnect-min", "10ms"}, &out, &out)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("jdc did not stop")
+	}
+	if !strings.Contains(out.String(), "authority public key (devices pin it)") {
+		t.Fatalf("output:\n%s", out.String())
 	}
 }
