@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/sv2kit/sv2kit/internal/regtest"
+	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
 
@@ -276,4 +277,91 @@ func TestJDSRegtest(t *testing.T) {
 			t.Fatalf("%#v %v", m, err)
 		}
 	})
+}
+
+// TestJDSBounds: connection limits, the setup deadline, malformed frames,
+// unexpected messages and the token rate limit each end a connection with
+// a reason, without disturbing the others.
+func TestJDSBounds(t *testing.T) {
+	e := newEnv(t)
+	j := e.startJDS(func(c *Config) {
+		c.MaxConnsPerIP = 3
+		c.SetupTimeout = 300 * time.Millisecond
+		c.Policy.TokenBurst, c.Policy.TokenRate = 2, 0.001
+	})
+	pub := j.pub
+	closed := func(t *testing.T, c interface {
+		ReadFrame() (codec.Header, []byte, error)
+	}) {
+		t.Helper()
+		if _, _, err := c.ReadFrame(); err == nil {
+			t.Fatal("connection still open")
+		}
+	}
+	good := dialJDP(t, j, messages.FlagDeclareTxData)
+	// waitConns waits until the server holds n connections.
+	waitConns := func(n int) {
+		t.Helper()
+		for i := 0; i < 100; i++ {
+			j.s.mu.Lock()
+			k := len(j.s.conns)
+			j.s.mu.Unlock()
+			if k == n {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("server does not settle at %d connections", n)
+	}
+	t.Run("setup deadline", func(t *testing.T) {
+		c := dialRaw(t, j.addr, &pub)
+		start := time.Now()
+		closed(t, c)
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("closed after %v", d)
+		}
+	})
+	t.Run("per-IP limit", func(t *testing.T) {
+		waitConns(1)
+		a := dialJDP(t, j, 0)
+		b := dialJDP(t, j, 0)
+		c := dialRaw(t, j.addr, &pub) // the fourth from 127.0.0.1
+		closed(t, c)
+		a.c.Close()
+		b.c.Close()
+		waitConns(1)
+	})
+	t.Run("wrong protocol", func(t *testing.T) {
+		c := dialRaw(t, j.addr, &pub)
+		_ = c.WriteMessage(&messages.SetupConnection{Protocol: 2, MinVersion: 2, MaxVersion: 2}, codecOpts)
+		m, _, err := messages.Read(c, codecOpts)
+		if se, ok := m.(*messages.SetupConnectionError); err != nil || !ok || se.ErrorCode != "unsupported-protocol" {
+			t.Fatalf("%#v %v", m, err)
+		}
+	})
+	t.Run("malformed frame", func(t *testing.T) {
+		waitConns(1)
+		c := dialJDP(t, j, messages.FlagDeclareTxData)
+		// A DeclareMiningJob header with a payload that does not decode.
+		if err := c.c.WriteFrame(codec.Header{MsgType: messages.TypeDeclareMiningJob}, []byte{1, 2, 3}); err != nil {
+			t.Fatal(err)
+		}
+		closed(t, c.c)
+	})
+	t.Run("unexpected message", func(t *testing.T) {
+		waitConns(1)
+		c := dialJDP(t, j, messages.FlagDeclareTxData)
+		c.send(&messages.SetupConnection{Protocol: 1, MinVersion: 2, MaxVersion: 2})
+		closed(t, c.c)
+	})
+	t.Run("token rate limit", func(t *testing.T) {
+		waitConns(1)
+		c := dialJDP(t, j, messages.FlagDeclareTxData)
+		c.allocate("u")
+		c.allocate("u")
+		c.send(&messages.AllocateMiningJobToken{UserIdentifier: "u", RequestID: 99})
+		closed(t, c.c)
+	})
+	// The first connection was not disturbed.
+	good.allocate("u")
 }

@@ -445,3 +445,29 @@ func TestStoreConcurrentReaders(t *testing.T) {
 	wg.Wait()
 	checkInvariants(t, s)
 }
+
+// TestLookupWTxIDsFees: the fees come with the transactions, unknown ones
+// as FeeUnknown, and the hit and miss counters move as with LookupWTxIDs.
+func TestLookupWTxIDsFees(t *testing.T) {
+	s := NewStore(0)
+	seg, leg := simpleTx(20, true), simpleTx(21, false)
+	if _, err := s.Add(ser(t, seg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddWithFee(ser(t, leg), 700); err != nil {
+		t.Fatal(err)
+	}
+	found, fees, missing := s.LookupWTxIDsFees([][32]byte{seg.WitnessHash(), {9}, leg.TxHash(), seg.TxHash()})
+	if found[0] == nil || found[1] != nil || found[2] == nil || found[3] != nil {
+		t.Fatalf("found %v", found)
+	}
+	if fees[0] != FeeUnknown || fees[1] != FeeUnknown || fees[2] != 700 || fees[3] != FeeUnknown {
+		t.Fatalf("fees %v", fees)
+	}
+	if len(missing) != 2 || missing[0] != 1 || missing[1] != 3 {
+		t.Fatalf("missing %v", missing)
+	}
+	if st := s.Stats(); st.LookupHits != 2 || st.LookupMisses != 2 {
+		t.Fatalf("%+v", st)
+	}
+}

@@ -1,0 +1,85 @@
+package declare
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sv2kit/sv2kit/sv2/messages"
+)
+
+// recordingAPI answers from fixed values and records what it was asked.
+type recordingAPI struct {
+	job   *messages.SetCustomMiningJob
+	user  string
+	share BlockShare
+	err   error
+}
+
+func (r *recordingAPI) ValidateCustomJob(_ context.Context, user string, job *messages.SetCustomMiningJob) (Verdict, error) {
+	r.user, r.job = user, job
+	return Verdict{Code: "x", Details: "y"}, r.err
+}
+
+func (r *recordingAPI) SubmitBlockShare(_ context.Context, user string, s BlockShare) (BlockResult, error) {
+	r.user, r.share = user, s
+	return BlockResult{Hash: "h", Accepted: true}, r.err
+}
+
+// TestHTTPRoundTrip: what the client sends is what the handler hands to
+// the API, errors keep their kind, and bad bodies get 4xx.
+func TestHTTPRoundTrip(t *testing.T) {
+	api := &recordingAPI{}
+	srv := httptest.NewServer(NewHTTPHandler(api, nil))
+	defer srv.Close()
+	c := NewHTTPClient(srv.URL + "/")
+	job := &messages.SetCustomMiningJob{ChannelID: 3, RequestID: 4, MiningJobToken: []byte{1, 2}, Version: 5, PrevHash: [32]byte{6},
+		MinNTime: 7, NBits: 8, CoinbaseTxVersion: 2, CoinbasePrefix: []byte{9}, CoinbaseTxInputNSequence: 10,
+		CoinbaseTxOutputs: []byte{11, 12}, CoinbaseTxLocktime: 13, MerklePath: [][32]byte{{14}, {15}}}
+	v, err := c.ValidateCustomJob(context.Background(), "alice", job)
+	if err != nil || v.Code != "x" || api.user != "alice" || api.job.PrevHash != job.PrevHash || api.job.MerklePath[1] != job.MerklePath[1] ||
+		string(api.job.CoinbaseTxOutputs) != string(job.CoinbaseTxOutputs) || api.job.CoinbaseTxLocktime != 13 {
+		t.Fatalf("%+v %v %+v", v, err, api.job)
+	}
+	share := BlockShare{MiningJobToken: []byte{1}, Version: 2, NTime: 3, Nonce: 4, Extranonce: []byte{5, 6}}
+	res, err := c.SubmitBlockShare(context.Background(), "bob", share)
+	if err != nil || !res.Accepted || api.share.Nonce != 4 || string(api.share.Extranonce) != "\x05\x06" {
+		t.Fatalf("%+v %v %+v", res, err, api.share)
+	}
+	api.err = &BlockError{Code: CodeNotABlock, Details: "no"}
+	_, err = c.SubmitBlockShare(context.Background(), "bob", share)
+	var be *BlockError
+	if !errors.As(err, &be) || be.Code != CodeNotABlock || be.Details != "no" {
+		t.Fatalf("%v", err)
+	}
+	api.err = errors.New("node down")
+	if _, err := c.ValidateCustomJob(context.Background(), "alice", job); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("%v", err)
+	}
+	for _, tc := range []struct {
+		path, ctype, body string
+		status            int
+	}{
+		{PathValidate, "application/json", `{"job":{"prev_hash":"00"}}`, 400},
+		{PathValidate, "application/json", `{"job":{}, "extra":1}`, 400},
+		{PathValidate, "text/plain", `{}`, 415},
+		{PathBlocks, "application/json", `{"share":{"extranonce":"` + strings.Repeat("00", 33) + `"}}`, 400},
+		{PathBlocks, "application/json", `{"share":{}} {}`, 400},
+		{PathBlocks, "application/json", `{"user_identity":"` + strings.Repeat("a", MaxHTTPBody) + `"}`, 413},
+	} {
+		resp, err := http.Post(srv.URL+tc.path, tc.ctype, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %.40s: %d, want %d", tc.path, tc.body, resp.StatusCode, tc.status)
+		}
+	}
+	if resp, err := http.Get(srv.URL + PathValidate); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+}
