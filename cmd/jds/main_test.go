@@ -156,3 +156,19 @@ func TestRunRegtest(t *testing.T) {
 		t.Fatal("jds did not stop")
 	}
 }
+
+// TestDocsListEveryKey: docs/jds.md names every configuration key, flag
+// and environment variable.
+func TestDocsListEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jds.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range config.Keys(defaults(), envPrefix) {
+		for _, s := range []string{"`" + k.Path + "`", "`-" + k.Path + "`", "`" + k.Env + "`"} {
+			if !bytes.Contains(doc, []byte(s)) {
+				t.Errorf("docs/jds.md does not mention %s", s)
+			}
+		}
+	}
+}
