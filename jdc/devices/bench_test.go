@@ -296,3 +296,45 @@ func BenchmarkFanoutDispatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWorkDispatch measures a future work reaching 1,000 connections
+// with one standard channel each that need NewMiningJob (a merkle root per
+// channel, 12-level path: a 4,000-transaction block), without the network.
+func BenchmarkWorkDispatch(b *testing.B) {
+	s, err := New(Config{Listen: "127.0.0.1:0", Plaintext: true, MinDifficulty: testMinDifficulty, SendQueue: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.ln.Close()
+	const n = 1000
+	var conns []*conn
+	for i := 0; i < n; i++ {
+		p1, p2 := net.Pipe()
+		defer p1.Close()
+		defer p2.Close()
+		c := newConn(s, uint64(i+1), noise.Server(p1, &noise.Config{Plaintext: true}))
+		c.flags = messages.FlagRequiresStandardJobs
+		s.conns[c.id] = c
+		c.startSession()
+		c.cs.sess.OpenStandard(&messages.OpenStandardMiningChannel{RequestID: 1, MaxTarget: mining.MaxTarget}, time.Now())
+		conns = append(conns, c)
+	}
+	path := make([][32]byte, 12)
+	for i := range path {
+		path[i][0] = byte(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w := testWork(uint64(i+1), true, 8)
+		w.MerklePath = path
+		s.handleWork(&w, time.Now())
+		b.StopTimer()
+		for _, c := range conns {
+			for len(c.q) > 0 {
+				<-c.q
+			}
+		}
+		b.StartTimer()
+	}
+}

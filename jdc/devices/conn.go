@@ -147,6 +147,7 @@ func (c *conn) writeLoop() {
 	defer c.s.wg.Done()
 	var scratch []byte
 	var callbacks []func(time.Time)
+	var deadline time.Time
 	for {
 		var b *batch
 		select {
@@ -177,9 +178,15 @@ func (c *conn) writeLoop() {
 			break
 		}
 		if err == nil && c.bc != nil {
-			if dlErr := c.nc.SetWriteDeadline(c.s.cfg.now().Add(c.s.cfg.WriteTimeout)); dlErr != nil {
-				err = dlErr
-			} else {
+			// The deadline is moved only when less than half of
+			// WriteTimeout is left: a flush is bounded by between half and
+			// all of it, without a timer update per write.
+			now := c.s.cfg.now()
+			if deadline.Sub(now) < c.s.cfg.WriteTimeout/2 {
+				deadline = now.Add(c.s.cfg.WriteTimeout)
+				err = c.nc.SetWriteDeadline(deadline)
+			}
+			if err == nil {
 				err = c.bc.flush()
 			}
 		}
