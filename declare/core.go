@@ -376,6 +376,14 @@ func payoutIndex(outs []templates.TxOutput, script []byte) int {
 	return -1
 }
 
+func outputsTotal(outs []templates.TxOutput) int64 {
+	var t int64
+	for _, o := range outs {
+		t += o.Value
+	}
+	return t
+}
+
 func describeOutputs(outs []templates.TxOutput) string {
 	s := ""
 	for i, o := range outs {
@@ -505,6 +513,12 @@ func (c *Core) complete(p *pending) Step {
 	if paid < required {
 		return declErr(req, CodePayoutUnderpaid, "the pool payout output pays %d sat; the pool requires at least %d (%g × (subsidy %d + fees %d of the %d transactions whose fee the JDS knows))",
 			paid, required, pol.PayoutMinShare, subsidy, knownFees, knownN)
+	}
+	// Whatever the fees, other outputs may not take more than the
+	// policy leaves them of what the coinbase pays out.
+	if total := outputsTotal(cb.outputs); paid < int64(pol.PayoutMinShare*float64(total)) {
+		return declErr(req, CodePayoutUnderpaid, "the pool payout output pays %d of the coinbase's %d sat; the pool requires at least %g of it",
+			paid, total, pol.PayoutMinShare)
 	}
 	path := templates.MerklePath(txids)
 	raw, cbTxid := cb.coinbase(make([]byte, cb.extranonceLen))

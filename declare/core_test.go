@@ -234,3 +234,29 @@ func TestScanTxMatchesWire(t *testing.T) {
 		}
 	}
 }
+
+// TestPayoutShareOfOutputs: with the default share of 1, no other output
+// may take value, whatever fees the JDS knows.
+func TestPayoutShareOfOutputs(t *testing.T) {
+	c := offlineCore(t, mempool.NewStore(0), nil)
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	subsidy := templates.Subsidy(testTip.Height+1, 150)
+	for _, tc := range []struct {
+		other int64
+		ok    bool
+	}{{0, true}, {1000, false}} {
+		outs := []templates.TxOutput{{Value: subsidy, PkScript: poolScript}, {Value: tc.other, PkScript: []byte{0x51}}}
+		cb := templates.Coinbase{Version: 2, ScriptSigPrefix: append(templates.HeightScript(testTip.Height+1), 0x08), ExtranonceSize: 8,
+			Sequence: 0xffffffff, Outputs: templates.SerializeOutputs(outs), OutputCount: 2}
+		p, s := cb.Parts(false)
+		tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{}, now)
+		st := c.Declare(1, &messages.DeclareMiningJob{MiningJobToken: tok.MiningJobToken, CoinbaseTxPrefix: p, CoinbaseTxSuffix: s}, now)
+		if tc.ok != (st.Proposal != nil) {
+			t.Fatalf("other output %d: %+v", tc.other, st.Reply)
+		}
+		if !tc.ok && (st.Reply.ErrorCode != CodePayoutUnderpaid || !strings.Contains(string(st.Reply.ErrorDetails), "of the coinbase's")) {
+			t.Fatalf("%s", st.Reply.ErrorDetails)
+		}
+	}
+}

@@ -132,6 +132,9 @@ func (c *Core) validateCoinbaseOnly(m *messages.SetCustomMiningJob, chain Chain,
 	if req := int64(c.policy.PayoutMinShare * float64(subsidy)); outs[i].Value < req {
 		return reject(CodePayoutUnderpaid, "the payout output pays %d sat; at least %d required (%g × subsidy %d)", outs[i].Value, req, c.policy.PayoutMinShare, subsidy)
 	}
+	if total := outputsTotal(outs); outs[i].Value < int64(c.policy.PayoutMinShare*float64(total)) {
+		return reject(CodePayoutUnderpaid, "the payout output pays %d of the coinbase's %d sat; at least %g of it required", outs[i].Value, total, c.policy.PayoutMinShare)
+	}
 	return Verdict{OK: true}
 }
 
