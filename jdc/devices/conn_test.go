@@ -482,9 +482,38 @@ func TestNonFutureWorkAndExtranonceChange(t *testing.T) {
 	if up := waitShare(t, ts.s); up.WorkID != 3 || len(up.Extranonce) != 10 || string(up.Extranonce) != string(p.ExtranoncePrefix) {
 		t.Fatalf("share %+v", up)
 	}
+	// A device connecting now gets the newest job on the tip, with the new
+	// prefix length, and can mine at once.
+	late := ts.dial(t, messages.FlagRequiresStandardJobs)
+	lch := late.openStandard(t, "late", 1)
+	if len(lch.ExtranoncePrefix) != 10 {
+		t.Fatalf("late channel prefix %x", lch.ExtranoncePrefix)
+	}
+	waitFor[*messages.MiningSetNewPrevHash](t, late, nil)
+	sh = late.grind(t, lch.ChannelID, nil, false)
+	if code := late.result(t, lch.ChannelID, late.submit(sh, false)); code != "" {
+		t.Fatalf("late device share: %q", code)
+	}
+	if up := waitShare(t, ts.s); up.WorkID != 3 {
+		t.Fatalf("late share for work %d", up.WorkID)
+	}
+	// A pool switch on the same tip (new space, active work): devices
+	// connecting afterwards still get an active job.
+	ts.s.SetWork(testWork(5, false, 12))
+	waitFor[*messages.NewMiningJob](t, d, func(m *messages.NewMiningJob) bool { return m.MinNTime != nil })
+	later := ts.dial(t, messages.FlagRequiresStandardJobs)
+	lch2 := later.openStandard(t, "later", 1)
+	waitFor[*messages.MiningSetNewPrevHash](t, later, nil)
+	sh = later.grind(t, lch2.ChannelID, nil, false)
+	if code := later.result(t, lch2.ChannelID, later.submit(sh, false)); code != "" {
+		t.Fatalf("device after the switch: %q", code)
+	}
+	if up := waitShare(t, ts.s); up.WorkID != 5 || len(up.Extranonce) != 12 {
+		t.Fatalf("share after the switch: %+v", up)
+	}
 	// A SetPrevHash for a work that was sent as active (not future) is
 	// turned into a future job first.
-	ts.s.SetWork(testWork(4, false, 10))
+	ts.s.SetWork(testWork(4, false, 12))
 	ts.s.SetPrevHash(prevHash(4, hardBits))
 	fj := waitFor[*messages.NewMiningJob](t, d, func(m *messages.NewMiningJob) bool { return m.MinNTime == nil })
 	snph := waitFor[*messages.MiningSetNewPrevHash](t, d, nil)

@@ -25,14 +25,16 @@ type event struct {
 // fans out, so a connection set up concurrently sees either the state
 // before the event (and then gets the event) or after it.
 type workSet struct {
-	mu      sync.RWMutex
-	cfg     *Config
-	alloc   *mining.ExtranonceAllocator
-	works   map[uint64]*mining.JobTemplate
-	order   []uint64
-	tip     *mining.ChainTip
-	tipWork *mining.JobTemplate // the future form of the template the tip activated
-	cur     *mining.JobTemplate // a later non-future template on the tip
+	mu    sync.RWMutex
+	cfg   *Config
+	alloc *mining.ExtranonceAllocator
+	works map[uint64]*mining.JobTemplate
+	order []uint64
+	tip   *mining.ChainTip
+	// tipWork is the future form of the newest template active on the tip
+	// (the one SetPrevHash activated, or a later non-future work): a new
+	// connection gets it as a future job activated at once.
+	tipWork *mining.JobTemplate
 	futures []*mining.JobTemplate
 	// ready is closed once the first work set the extranonce layout;
 	// channel opens wait for it (bounded) so a device's first prefix is
@@ -70,6 +72,17 @@ func (w *workSet) remember(jt *mining.JobTemplate) {
 	}
 }
 
+// futureForm returns jt, or for a template sent active a copy marked
+// future (the copy shares the template's immutable parts).
+func futureForm(jt *mining.JobTemplate) *mining.JobTemplate {
+	if jt.Future {
+		return jt
+	}
+	cp := *jt
+	cp.Future = true
+	return &cp
+}
+
 // sessionConfig is the mining core configuration of one connection.
 func (s *Server) sessionConfig(c *conn) mining.Config {
 	return mining.Config{
@@ -88,9 +101,6 @@ func (s *Server) newSession(c *conn) *mining.Session {
 	if st.tip != nil && st.tipWork != nil {
 		if _, err := sess.NewTemplate(st.tipWork); err == nil {
 			_, _ = sess.NewPrevHash(st.tipWork.ID, *st.tip)
-		}
-		if st.cur != nil {
-			_, _ = sess.NewTemplate(st.cur)
 		}
 	}
 	for _, f := range st.futures {
@@ -190,7 +200,7 @@ func (s *Server) handleWork(w *Work, at time.Time) {
 			s.log.Warn("work kept for later: no chain tip yet (send it as future work, then SetPrevHash)", "work", w.ID)
 			return
 		}
-		st.cur = jt
+		st.tipWork = futureForm(jt)
 	}
 	s.forEachConn(conns, func(c *conn, enc *fanoutEncoder) {
 		c.mu.Lock()
@@ -230,16 +240,11 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 		s.log.Error("SetPrevHash for an unknown work; devices keep their current job", "work", p.WorkID)
 		return
 	}
-	fj := jt
-	if !jt.Future {
-		// Devices may only be switched to a job they got as a future job:
-		// send it as one first.
-		cp := *jt
-		cp.Future = true
-		fj = &cp
-	}
+	// Devices may only be switched to a job they got as a future job: a
+	// work sent active is sent again as one first.
+	fj := futureForm(jt)
 	tip := mining.ChainTip{PrevHash: p.PrevHash, MinNTime: p.MinNTime, NBits: p.NBits, Since: s.cfg.now()}
-	st.tip, st.tipWork, st.cur, st.futures = &tip, fj, nil, nil
+	st.tip, st.tipWork, st.futures = &tip, fj, nil
 
 	conns := s.connections()
 	enc := newFanoutEncoder()
