@@ -175,7 +175,7 @@ func (c *conn) opened(ch *mining.Channel, msgs []codec.Message, now time.Time) {
 	for _, m := range msgs {
 		c.s.m.countJob(m)
 	}
-	c.log.Info("channel opened", "channel", ch.ID(), "kind", kind, "user", ch.UserIdentity(),
+	c.log.Debug("channel opened", "channel", ch.ID(), "kind", kind, "user", ch.UserIdentity(),
 		"difficulty", mining.DifficultyFromTarget(ch.Target()), "extranonce_size", ch.ExtranonceSize())
 }
 

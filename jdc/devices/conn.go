@@ -328,7 +328,7 @@ func (c *conn) setup() error {
 	c.flags = sc.Flags
 	c.vendor = sc.Vendor
 	c.log = c.log.With("vendor", sc.Vendor)
-	c.log.Debug("device set up", "flags", fmt.Sprintf("0x%x", sc.Flags), "hardware", sc.HardwareVersion,
+	c.log.Info("device set up", "flags", fmt.Sprintf("0x%x", sc.Flags), "hardware", sc.HardwareVersion,
 		"firmware", sc.Firmware, "device_id", sc.DeviceID)
 	// Version rolling is always allowed, so REQUIRES_FIXED_VERSION is never
 	// set; standard channels are accepted, so neither is
