@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/templates"
 )
@@ -27,6 +29,12 @@ type Chain struct {
 // known; *mempool.Store implements it.
 type TxSource interface {
 	LookupWTxIDsFees(wtxids [][32]byte) (found [][]byte, fees []int64, missing []int)
+}
+
+// txidLookup is the optional lookup by txid (for 2025 JDCs that declare
+// txids); *mempool.Store implements it.
+type txidLookup interface {
+	ByTxID(txid chainhash.Hash) ([]byte, bool)
 }
 
 // Core is the JDS's decision core: tokens, declarations, declared jobs and
@@ -271,6 +279,20 @@ func (c *Core) Declare(id uint64, m *messages.DeclareMiningJob, now time.Time) S
 		return c.count(declErr(m.RequestID, CodeDuplicateTx, "wtxid %s appears at positions %d and %d of wtxid_list", displayHex(m.WtxidList[i]), i, j))
 	}
 	p.found, p.fees, p.missing = c.txs.LookupWTxIDsFees(m.WtxidList)
+	if tl, ok := c.txs.(txidLookup); ok && len(p.missing) > 0 {
+		// SRI's 2025 JDCs put txids in this list (DIGEST §7.2): a miss by
+		// wtxid may be a hit by txid. The node's check of the block's
+		// witness commitment keeps this safe.
+		still := p.missing[:0]
+		for _, i := range p.missing {
+			if raw, ok := tl.ByTxID(chainhash.Hash(m.WtxidList[i])); ok {
+				p.found[i] = raw
+			} else {
+				still = append(still, i)
+			}
+		}
+		p.missing = still
+	}
 	if len(p.missing) > 0 {
 		if len(p.missing) > c.policy.MaxMissingTxs {
 			return c.count(declErr(m.RequestID, CodeTooManyMissing, "%d of %d transactions are unknown to this JDS; it asks for at most %d per declaration", len(p.missing), len(m.WtxidList), c.policy.MaxMissingTxs))
@@ -447,7 +469,7 @@ func (c *Core) Provide(id uint64, m *messages.ProvideMissingTransactionsSuccess,
 		if err != nil {
 			return c.count(declErr(req, CodeInvalidTx, "transaction provided for position %d (declared wtxid %s): %v", pos, displayHex(want), err)), true
 		}
-		if ti.wtxid != want {
+		if ti.wtxid != want && ti.txid != want { // txid: a 2025 JDC
 			return c.count(declErr(req, CodeMissingTxs, "transaction provided for position %d has wtxid %s; the declaration lists %s there", pos, displayHex(ti.wtxid), displayHex(want))), true
 		}
 		// A copy: the message's buffer is not ours to keep.

@@ -260,3 +260,29 @@ func TestPayoutShareOfOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestTxidDeclarations: a 2025 JDC's list of txids finds the mirror's
+// segwit transactions too.
+func TestTxidDeclarations(t *testing.T) {
+	store := mempool.NewStore(0)
+	var txs []*wire.MsgTx
+	for i := uint64(0); i < 10; i++ {
+		tx := synthTx(100+i, true)
+		var b bytes.Buffer
+		_ = tx.Serialize(&b)
+		_, _ = store.Add(b.Bytes())
+		txs = append(txs, tx)
+	}
+	c := offlineCore(t, store, nil)
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{}, now)
+	m := offlineJob(t, txs, templates.Subsidy(testTip.Height+1, 150), nil)
+	m.MiningJobToken = tok.MiningJobToken
+	for i, tx := range txs {
+		m.WtxidList[i] = tx.TxHash()
+	}
+	if st := c.Declare(1, m, now); st.Proposal == nil {
+		t.Fatalf("%+v %+v", st.Reply, st.Missing)
+	}
+}
