@@ -12,6 +12,8 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/sv2kit/sv2kit/internal/regtest"
+	"github.com/sv2kit/sv2kit/internal/zmqtest"
+	"github.com/sv2kit/sv2kit/node"
 	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
@@ -364,4 +366,31 @@ func TestJDSBounds(t *testing.T) {
 	})
 	// The first connection was not disturbed.
 	good.allocate("u")
+}
+
+// TestJDSZMQTips: with ZMQ configured the JDS follows new tips from
+// hashblock notifications (a real libzmq publisher sending Core's frames;
+// btcd has none), long before its safety poll.
+func TestJDSZMQTips(t *testing.T) {
+	e := newEnv(t)
+	pub := zmqtest.New(t, "")
+	j := e.startJDS(func(c *Config) {
+		c.ZMQ = node.ZMQConfig{HashBlock: pub.Endpoint()}
+		c.TipPollInterval = time.Hour
+	})
+	e.waitTip(j)
+	hashes, err := e.n.Generate(e.ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subscription may take a moment to connect: publish until seen.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		pub.HashBlock(*hashes[0])
+		if ch, _ := j.s.core.Chain(); ch.TipHash == *hashes[0] {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the JDS did not follow the tip from ZMQ")
 }
