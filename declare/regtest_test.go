@@ -394,3 +394,34 @@ func TestJDSZMQTips(t *testing.T) {
 	}
 	t.Fatal("the JDS did not follow the tip from ZMQ")
 }
+
+// TestJDSNodeRestart: while the node is down declarations get
+// internal-error; once it is back (same chain) they are accepted again.
+func TestJDSNodeRestart(t *testing.T) {
+	e := newEnv(t)
+	j := e.startJDS(nil)
+	e.waitTip(j)
+	job := e.buildJob(nil, jobOpts{})
+	c := dialJDP(t, j, messages.FlagDeclareTxData)
+	if err := e.n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, bad, _ := c.declare(c.allocate("u").MiningJobToken, job)
+	if bad == nil || bad.ErrorCode != CodeInternal {
+		t.Fatalf("node down: %s", codeOf(bad))
+	}
+	if err := e.n.Restart(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, bad, _ := c.declare(c.allocate("u").MiningJobToken, job)
+		if ok != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node back: %s", codeOf(bad))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
