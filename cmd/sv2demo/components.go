@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
 // Each start function writes one daemon's TOML configuration, starts it and
@@ -52,15 +53,34 @@ listen = %q
 	return nil
 }
 
+// pairName is the daemon name suffix of pool+JDS pair i: "" for the
+// first, "-2", "-3" for the others (jds, jds-2, sv2-pool, sv2-pool-2).
+func pairName(i int) string {
+	if i == 0 {
+		return ""
+	}
+	return fmt.Sprintf("-%d", i+1)
+}
+
 func (d *demo) startJDS(ctx context.Context) error {
 	bin := d.bins["jds"]
 	if bin == "" {
 		return errSkipped
 	}
-	if err := d.ports("jds", "jds-api"); err != nil {
+	for i := 0; i < d.o.pairs; i++ {
+		if err := d.startJDSPair(ctx, bin, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) startJDSPair(ctx context.Context, bin string, i int) error {
+	name := "jds" + pairName(i)
+	if err := d.ports(name, name+"-api"); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`# jds for the demo: checks jdc's declared jobs against the same regtest node.
+	cfg := fmt.Sprintf(`# jds of pair-%d for the demo: checks jdc's declared jobs against the regtest node.
 network = "regtest"
 datadir = %q
 
@@ -82,12 +102,13 @@ listen = %q
 [metrics]
 listen = %q
 
-%s`, filepath.Join(d.dir, "jds", "data"), d.rpcSection(), d.addr["jds"], d.payout.addr, d.secret("jds"),
-		d.addr["jds-api"], d.metrics["jds"], logSection)
-	if _, err := d.launch(ctx, "jds", bin, cfg); err != nil {
+%s`, i, filepath.Join(d.dir, name, "data"), d.rpcSection(), d.addr[name], d.payouts[i].addr, d.secret("pool"+pairName(i)),
+		d.addr[name+"-api"], d.metrics[name], logSection)
+	if _, err := d.launch(ctx, name, bin, cfg); err != nil {
 		return err
 	}
-	d.say("  jds      JDP %s, pool API http://%s, metrics %s (pool payout %s)", d.addr["jds"], d.addr["jds-api"], d.metrics["jds"], d.payout.addr)
+	d.say("  %-8s JDP %s, pool API http://%s, metrics %s (pair-%d payout %s)", name, d.addr[name], d.addr[name+"-api"],
+		d.metrics[name], i, d.payouts[i].addr)
 	return nil
 }
 
@@ -100,10 +121,22 @@ func (d *demo) startPool(ctx context.Context) error {
 		d.note("sv2-pool needs jds's pool API; not started")
 		return errSkipped
 	}
-	if err := d.ports("sv2-pool"); err != nil {
+	for i := 0; i < d.o.pairs; i++ {
+		if err := d.startPoolPair(ctx, bin, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *demo) startPoolPair(ctx context.Context, bin string, i int) error {
+	name := "sv2-pool" + pairName(i)
+	if err := d.ports(name); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`# The test pool: takes jdc's custom jobs, checks them with jds, counts shares.
+	// The pool and its JDS share one authority key, as a pool operator's
+	// would: jdc pins it for both.
+	cfg := fmt.Sprintf(`# The test pool of pair-%d: takes jdc's custom jobs, checks them with its jds, counts shares.
 [pool]
 listen = %q
 authority-secret-key = %q
@@ -115,12 +148,12 @@ api-url = %q
 [metrics]
 listen = %q
 
-%s`, d.addr["sv2-pool"], d.secret("pool"), filepath.Join(d.dir, "sv2-pool", "blocks"), "http://"+d.addr["jds-api"],
-		d.metrics["sv2-pool"], logSection)
-	if _, err := d.launch(ctx, "sv2-pool", bin, cfg); err != nil {
+%s`, i, d.addr[name], d.secret("pool"+pairName(i)), filepath.Join(d.dir, name, "blocks"),
+		"http://"+d.addr["jds"+pairName(i)+"-api"], d.metrics[name], logSection)
+	if _, err := d.launch(ctx, name, bin, cfg); err != nil {
 		return err
 	}
-	d.say("  pool     Mining Protocol %s, metrics %s", d.addr["sv2-pool"], d.metrics["sv2-pool"])
+	d.say("  %-8s Mining Protocol %s, metrics %s", strings.TrimPrefix(name, "sv2-"), d.addr[name], d.metrics[name])
 	return nil
 }
 
@@ -144,7 +177,7 @@ func (d *demo) startJDC(ctx context.Context) error {
 	if _, err := d.launch(ctx, "jdc", bin, cfg); err != nil {
 		return err
 	}
-	d.say("  jdc      devices %s, metrics %s (mode %s, solo fallback %s)", d.addr["jdc"], d.metrics["jdc"], d.o.mode, d.solo.addr)
+	d.say("  jdc      devices %s, metrics %s (mode %s, %d pool+JDS pair(s), solo fallback %s)", d.addr["jdc"], d.metrics["jdc"], d.o.mode, d.o.pairs, d.solo.addr)
 	return nil
 }
 

@@ -44,8 +44,8 @@ type demo struct {
 	procs []*proc
 
 	keys      map[string]*btcec.PrivateKey
-	payout    address // the pool's payout (JDS pool.payout-address)
-	solo      address // jdc's solo fallback
+	payouts   []address // each pair's pool payout (its JDS's pool.payout-address)
+	solo      address   // jdc's solo fallback
 	addr      map[string]string
 	metrics   map[string]string
 	notes     []string
@@ -61,7 +61,7 @@ type demo struct {
 	// Blocks since the miners started, by who the coinbase pays.
 	startHeight int32
 	scanned     int32
-	poolBlocks  int
+	pairBlocks  []int
 	soloBlocks  int
 	otherBlocks int
 }
@@ -231,7 +231,7 @@ func (d *demo) loop(ctx context.Context) error {
 			d.echoWarnings()
 		}
 		if d.o.blocks > 0 && d.accepted() >= d.o.blocks {
-			d.say("done: the node accepted %d blocks mined through jdc (%d paying the pool, %d solo).", d.accepted(), d.poolBlocks, d.soloBlocks)
+			d.say("done: the node accepted %d blocks mined through jdc (%s).", d.accepted(), d.blockSplit())
 			return nil
 		}
 	}
@@ -249,7 +249,13 @@ func (d *demo) proc(name string) *proc {
 
 // accepted is the number of blocks since the miners started that pay the
 // pool or jdc's solo address (nothing else mines on this node).
-func (d *demo) accepted() int { return d.poolBlocks + d.soloBlocks }
+func (d *demo) accepted() int {
+	n := d.soloBlocks
+	for _, b := range d.pairBlocks {
+		n += b
+	}
+	return n
+}
 
 // shutdown stops the miners first and the node last.
 func (d *demo) shutdown() {
@@ -273,17 +279,26 @@ func (d *demo) shutdown() {
 
 // makeKeys creates the authority keys and the payout addresses.
 func (d *demo) makeKeys() error {
-	for _, n := range []string{"tp", "jds", "pool", "jdc", "payout", "solo"} {
+	names := []string{"tp", "jdc", "solo"}
+	for i := 0; i < d.o.pairs; i++ {
+		names = append(names, "pool"+pairName(i), "payout"+pairName(i))
+	}
+	for _, n := range names {
 		k, err := noise.GenerateKey(nil)
 		if err != nil {
 			return err
 		}
 		d.keys[n] = k
 	}
-	var err error
-	if d.payout, err = p2wpkh(d.keys["payout"]); err != nil {
-		return err
+	for i := 0; i < d.o.pairs; i++ {
+		a, err := p2wpkh(d.keys["payout"+pairName(i)])
+		if err != nil {
+			return err
+		}
+		d.payouts = append(d.payouts, a)
 	}
+	d.pairBlocks = make([]int, d.o.pairs)
+	var err error
 	d.solo, err = p2wpkh(d.keys["solo"])
 	return err
 }

@@ -3,14 +3,26 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 )
 
-// jdcConfig is jdc's configuration for the demo: templates from tp, one
-// pool + JDS pair (the test pool and jds), devices on loopback with no
-// minimum difficulty (regtest), solo fallback to the demo's solo address,
-// and found blocks also submitted to the node.
+// jdcConfig is jdc's configuration for the demo: templates from tp, the
+// pool + JDS pairs in order, devices on loopback with no minimum difficulty
+// (regtest), solo fallback to the demo's solo address, and found blocks
+// also submitted to the node.
 func (d *demo) jdcConfig() string {
-	return fmt.Sprintf(`# jdc for the demo: one pool+JDS pair, solo fallback, CPU devices on loopback.
+	var ups strings.Builder
+	for i := 0; i < d.o.pairs; i++ {
+		fmt.Fprintf(&ups, `[[upstreams]] # pair-%d
+pool = %q
+pool-authority-public-key = %q
+jds = %q
+jds-authority-public-key = %q
+user-identity = %q
+
+`, i, d.addr["sv2-pool"+pairName(i)], d.pub("pool"+pairName(i)), d.addr["jds"+pairName(i)], d.pub("pool"+pairName(i)), demoUser)
+	}
+	return fmt.Sprintf(`# jdc for the demo: pool+JDS pairs in failover order, solo fallback, CPU devices on loopback.
 network = "regtest"
 mode = %q
 datadir = %q
@@ -19,14 +31,7 @@ datadir = %q
 addr = %q
 authority-public-key = %q
 
-[[upstreams]]
-pool = %q
-pool-authority-public-key = %q
-jds = %q
-jds-authority-public-key = %q
-user-identity = %q
-
-[solo]
+%s[solo]
 address = %q
 
 [devices]
@@ -42,7 +47,6 @@ return-after = "20s"
 [metrics]
 listen = %q
 
-%s`, d.o.mode, filepath.Join(d.dir, "jdc", "data"), d.addr["tp"], d.pub("tp"),
-		d.addr["sv2-pool"], d.pub("pool"), d.addr["jds"], d.pub("jds"), demoUser,
+%s`, d.o.mode, filepath.Join(d.dir, "jdc", "data"), d.addr["tp"], d.pub("tp"), ups.String(),
 		d.solo.addr, d.addr["jdc"], d.secret("jdc"), d.rpcSection(), d.metrics["jdc"], logSection)
 }

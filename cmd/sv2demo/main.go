@@ -33,6 +33,7 @@ type options struct {
 	mode       string
 	verbose    bool
 	drill      time.Duration
+	pairs      int
 }
 
 func main() {
@@ -51,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.blocks, "blocks", 0, "stop with exit status 0 once the node accepted this many blocks mined through jdc (0: run until Ctrl-C)")
 	fs.IntVar(&o.miners, "miners", 3, "CPU mining devices connected to jdc")
+	fs.IntVar(&o.pairs, "pairs", 1, "pool+JDS pairs (each a jds and an sv2-pool process), in jdc's failover order")
 	fs.Float64Var(&o.hashRate, "hash-rate", 0.1, "hash-rate cap per device, hashes/s (regtest: about every other hash is a block)")
 	fs.DurationVar(&o.interval, "interval", 5*time.Second, "time between summary lines")
 	fs.DurationVar(&o.txInterval, "tx-interval", time.Second, "time between generated transactions (0: none)")
@@ -75,6 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case o.blocks < 0:
 		return o, errors.New("-blocks must not be negative")
+	case o.pairs < 1 || o.pairs > 3:
+		return o, errors.New("-pairs must be 1..3")
 	case o.miners < 1 || o.miners > 100:
 		return o, errors.New("-miners must be 1..100")
 	case o.hashRate <= 0:

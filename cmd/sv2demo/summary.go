@@ -30,15 +30,13 @@ func (d *demo) summary(ctx context.Context) error {
 	gbtErr := d.node.Call(ctx, "getblocktemplate", &gbt, map[string]any{"rules": []string{"segwit"}})
 
 	tp := fetchMetrics(ctx, d.metrics["tp"])
-	jds := fetchMetrics(ctx, d.metrics["jds"])
-	pool := fetchMetrics(ctx, d.metrics["sv2-pool"])
 	jdc := fetchMetrics(ctx, d.metrics["jdc"])
 	miners := fetchMetrics(ctx, d.metrics["sv2-cpuminer"])
 
 	var b strings.Builder
 	el := time.Since(d.startedAt).Round(time.Second)
-	fmt.Fprintf(&b, "[%6s] tip %d  blocks since start: %d accepted (%d to pool payout, %d solo, %d other)  mempool %d tx  txgen %d sent",
-		el, height, d.accepted(), d.poolBlocks, d.soloBlocks, d.otherBlocks, len(mempool), d.txSent.Load())
+	fmt.Fprintf(&b, "[%6s] tip %d  blocks since start: %d accepted (%s)  mempool %d tx  txgen %d sent",
+		el, height, d.accepted(), d.blockSplit(), len(mempool), d.txSent.Load())
 	if n := d.txFailed.Load(); n > 0 {
 		fmt.Fprintf(&b, " / %d failed", n)
 	}
@@ -56,21 +54,21 @@ func (d *demo) summary(ctx context.Context) error {
 	sent, _ := tp.sum("tp_templates_sent_total", nil)
 	fmt.Fprintf(&b, "         template: node %s | tp: %s sat fees, %s templates sent\n", tmpl, count(fees, ok), count(sent, ok))
 
-	decOK, okD := jds.sum("jds_declarations_total", map[string]string{"result": "accepted"})
-	decRej, _ := jds.sum("jds_declarations_total", map[string]string{"result": "rejected"})
-	valOK, okV := jds.sum("jds_custom_job_validations_total", map[string]string{"result": "ok"})
-	jdsBlocks, okB := jds.sum("jds_blocks_total", map[string]string{"result": "accepted"})
-	fmt.Fprintf(&b, "         jds: declared jobs %s accepted / %s rejected, custom-job checks %s ok, block submissions %s ok\n",
-		count(decOK, okD), count(decRej, okD), count(valOK, okV), count(jdsBlocks, okB))
-
-	cjOK, okC := pool.sum("sv2pool_custom_jobs_total", map[string]string{"result": "accepted"})
-	cjRej, _ := pool.sum("sv2pool_custom_jobs_total", map[string]string{"result": "rejected"})
-	shOK, okS := pool.sum("sv2pool_shares_total", map[string]string{"result": "accepted"})
-	shRej, _ := pool.sum("sv2pool_shares_total", map[string]string{"result": "rejected"})
-	pBlocks, okPB := pool.sum("sv2pool_blocks_found_total", nil)
-	pAcc, _ := pool.sum("sv2pool_blocks_submitted_total", map[string]string{"result": "accepted"})
-	fmt.Fprintf(&b, "         pool: custom jobs %s accepted / %s rejected, shares %s accepted / %s rejected, blocks %s found / %s accepted via jds\n",
-		count(cjOK, okC), count(cjRej, okC), count(shOK, okS), count(shRej, okS), count(pBlocks, okPB), count(pAcc, okPB))
+	for i := 0; i < d.o.pairs; i++ {
+		jds := fetchMetrics(ctx, d.metrics["jds"+pairName(i)])
+		pool := fetchMetrics(ctx, d.metrics["sv2-pool"+pairName(i)])
+		decOK, okD := jds.sum("jds_declarations_total", map[string]string{"result": "accepted"})
+		decRej, _ := jds.sum("jds_declarations_total", map[string]string{"result": "rejected"})
+		cjOK, okC := pool.sum("sv2pool_custom_jobs_total", map[string]string{"result": "accepted"})
+		cjRej, _ := pool.sum("sv2pool_custom_jobs_total", map[string]string{"result": "rejected"})
+		shOK, okS := pool.sum("sv2pool_shares_total", map[string]string{"result": "accepted"})
+		shRej, _ := pool.sum("sv2pool_shares_total", map[string]string{"result": "rejected"})
+		pBlocks, okPB := pool.sum("sv2pool_blocks_found_total", nil)
+		pAcc, _ := pool.sum("sv2pool_blocks_submitted_total", map[string]string{"result": "accepted"})
+		fmt.Fprintf(&b, "         pair-%d: jds declared %s ok / %s rejected | pool custom jobs %s ok / %s rejected, shares %s ok / %s rejected, blocks %s found / %s handed to jds\n",
+			i, count(decOK, okD), count(decRej, okD), count(cjOK, okC), count(cjRej, okC), count(shOK, okS), count(shRej, okS),
+			count(pBlocks, okPB), count(pAcc, okPB))
+	}
 
 	active, okA := jdc.label("jdc_active_source", "source", 1)
 	if !okA {
@@ -102,20 +100,23 @@ func (d *demo) scanBlocks(ctx context.Context, height int32) error {
 			return fmt.Errorf("getblock %s: %w", hash, err)
 		}
 		kind := "other"
+		pair := -1
 		if len(blk.Transactions) > 0 {
 			for _, out := range blk.Transactions[0].TxOut {
-				switch {
-				case bytes.Equal(out.PkScript, d.payout.script):
-					kind = "pool"
-				case bytes.Equal(out.PkScript, d.solo.script) && kind == "other":
+				for i, p := range d.payouts {
+					if bytes.Equal(out.PkScript, p.script) {
+						pair, kind = i, fmt.Sprintf("pair-%d", i)
+					}
+				}
+				if pair < 0 && bytes.Equal(out.PkScript, d.solo.script) {
 					kind = "solo"
 				}
 			}
 		}
-		switch kind {
-		case "pool":
-			d.poolBlocks++
-		case "solo":
+		switch {
+		case pair >= 0:
+			d.pairBlocks[pair]++
+		case kind == "solo":
 			d.soloBlocks++
 		default:
 			d.otherBlocks++
@@ -124,4 +125,14 @@ func (d *demo) scanBlocks(ctx context.Context, height int32) error {
 		d.scanned = h
 	}
 	return nil
+}
+
+// blockSplit says whom the blocks since start paid: "pair-0 5, solo 1, other 0".
+func (d *demo) blockSplit() string {
+	var parts []string
+	for i, n := range d.pairBlocks {
+		parts = append(parts, fmt.Sprintf("pair-%d %d", i, n))
+	}
+	parts = append(parts, fmt.Sprintf("solo %d", d.soloBlocks), fmt.Sprintf("other %d", d.otherBlocks))
+	return strings.Join(parts, ", ")
 }
