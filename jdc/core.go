@@ -971,7 +971,11 @@ func (c *Core) reselect(now time.Time, a *Actions, reason string) {
 	from := c.active
 	c.active = best
 	a.Switches = append(a.Switches, Switch{From: from, To: best, Reason: reason})
-	a.log(LevelWarn, "switching work source", "from", SourceName(from), "to", SourceName(best), "reason", reason)
+	lvl := LevelWarn
+	if reason == "pair-ready" || reason == "return" {
+		lvl = LevelInfo
+	}
+	a.log(lvl, "switching work source", "from", SourceName(from), "to", SourceName(best), "reason", reason)
 	if best == None {
 		a.log(LevelError, "no pair usable and no solo payout configured: devices keep their last work")
 		return
