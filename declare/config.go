@@ -24,8 +24,7 @@ const (
 	RegtestHalvingInterval      = 150
 	DefaultMaxBlockWeight       = templates.MaxBlockWeight
 	DefaultMaxBlockSigOpsCost   = templates.MaxBlockSigOpsCost
-	DefaultDeclarationTimeout   = 60 * time.Second
-	DefaultMaxFutureMinNTimeSec = 2 * 60 * 60
+	DefaultMissingTimeout       = 60 * time.Second
 )
 
 // Policy is what the JDS enforces on tokens and declared jobs. Zero fields
@@ -74,6 +73,9 @@ type Policy struct {
 	// answer may carry.
 	MaxMissingTxs   int
 	MaxMissingBytes int
+	// MissingTimeout bounds the wait for ProvideMissingTransactions.Success;
+	// a declaration still waiting after it is answered missing-txs.
+	MissingTimeout time.Duration
 
 	// MaxBlockWeight and MaxBlockSigOpsCost bound the declared block
 	// (consensus values by default; a pool may set less).
@@ -112,6 +114,9 @@ func (p *Policy) Normalize() {
 	def(&p.MaxPendingPerConn, DefaultMaxPendingPerConn)
 	def(&p.MaxMissingTxs, DefaultMaxMissingTxs)
 	def(&p.MaxMissingBytes, DefaultMaxMissingBytes)
+	if p.MissingTimeout == 0 {
+		p.MissingTimeout = DefaultMissingTimeout
+	}
 	if p.MaxBlockWeight == 0 {
 		p.MaxBlockWeight = DefaultMaxBlockWeight
 	}
@@ -144,6 +149,8 @@ func (p *Policy) Validate() error {
 		return config.Invalid("limits.pending-per-connection", "must be at least 1", "use e.g. 2")
 	case p.MaxMissingTxs < 1 || p.MaxMissingTxs > 65535:
 		return config.Invalid("limits.missing-txs", "must be 1..65535 (the message's list bound)", "use 65535")
+	case p.MissingTimeout < time.Second:
+		return config.Invalid("limits.missing-timeout", "shorter than 1s", "use e.g. 60s")
 	case p.MaxMissingBytes < 1000:
 		return config.Invalid("limits.missing-bytes", "must be at least 1000", "use 4000000 (a block's worth)")
 	case p.MaxBlockWeight < 4000 || p.MaxBlockWeight > templates.MaxBlockWeight:

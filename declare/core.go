@@ -608,12 +608,29 @@ func (c *Core) dropJobLocked(j *Job) {
 	}
 }
 
-// Sweep drops expired unused tokens. Declared jobs stay until a tip
+// Expired is a declaration whose missing transactions did not come in
+// time, and the error to send on its connection.
+type Expired struct {
+	Conn  uint64
+	Reply *messages.DeclareMiningJobError
+}
+
+// Sweep drops expired unused tokens and answers declarations that waited
+// too long for their missing transactions. Declared jobs stay until a tip
 // change or the count bounds drop them.
-func (c *Core) Sweep(now time.Time) {
+func (c *Core) Sweep(now time.Time) []Expired {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var out []Expired
 	for _, cs := range c.conns {
+		for req, p := range cs.pending {
+			if now.Sub(p.now) > c.policy.MissingTimeout {
+				delete(cs.pending, req)
+				c.stats.Rejected++
+				out = append(out, Expired{Conn: cs.id, Reply: &messages.DeclareMiningJobError{RequestID: req, ErrorCode: CodeMissingTxs,
+					ErrorDetails: []byte(fmt.Sprintf("the %d missing transactions were not provided within %s", len(p.missing), c.policy.MissingTimeout))}})
+			}
+		}
 		for e := cs.unused.Front(); e != nil; {
 			next := e.Next()
 			if t := e.Value.(*token); now.After(t.expires) {
@@ -623,6 +640,7 @@ func (c *Core) Sweep(now time.Time) {
 			e = next
 		}
 	}
+	return out
 }
 
 // Stats returns the counters.

@@ -286,3 +286,27 @@ func TestTxidDeclarations(t *testing.T) {
 		t.Fatalf("%+v %+v", st.Reply, st.Missing)
 	}
 }
+
+// TestMissingTimeout: a declaration whose missing transactions never come
+// is answered missing-txs by the sweep.
+func TestMissingTimeout(t *testing.T) {
+	c := offlineCore(t, mempool.NewStore(0), func(p *Policy) { p.MissingTimeout = 5 * time.Second })
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{}, now)
+	m := offlineJob(t, []*wire.MsgTx{synthTx(1, true)}, templates.Subsidy(testTip.Height+1, 150), nil)
+	m.MiningJobToken, m.RequestID = tok.MiningJobToken, 42
+	if st := c.Declare(1, m, now); st.Missing == nil || len(st.Missing.UnknownTxPositionList) != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if x := c.Sweep(now.Add(time.Second)); len(x) != 0 {
+		t.Fatalf("early: %+v", x)
+	}
+	x := c.Sweep(now.Add(6 * time.Second))
+	if len(x) != 1 || x[0].Conn != 1 || x[0].Reply.RequestID != 42 || x[0].Reply.ErrorCode != CodeMissingTxs {
+		t.Fatalf("%+v", x)
+	}
+	if _, ok := c.Provide(1, &messages.ProvideMissingTransactionsSuccess{RequestID: 42}, now); ok {
+		t.Fatal("a swept declaration still took its transactions")
+	}
+}

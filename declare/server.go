@@ -293,7 +293,14 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.core.Sweep(s.cfg.Now())
+			for _, x := range s.core.Sweep(s.cfg.Now()) {
+				s.mu.Lock()
+				jc := s.conns[x.Conn]
+				s.mu.Unlock()
+				if jc != nil {
+					jc.reject(x.Reply)
+				}
+			}
 		}
 	}
 }

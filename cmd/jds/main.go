@@ -101,6 +101,7 @@ type Config struct {
 		PendingPerConnection int           `toml:"pending-per-connection" help:"declarations per connection waiting for missing transactions"`
 		MissingTxs           int           `toml:"missing-txs" help:"most transactions one ProvideMissingTransactions asks for"`
 		MissingBytes         int           `toml:"missing-bytes" help:"most bytes one ProvideMissingTransactions.Success may carry"`
+		MissingTimeout       time.Duration `toml:"missing-timeout" help:"how long a declaration waits for its missing transactions before it is refused (missing-txs)"`
 		BlockWeight          int64         `toml:"block-weight" help:"maximum weight of a declared block"`
 		BlockSigOps          int64         `toml:"block-sigops" help:"maximum (legacy) sigop cost of a declared block"`
 		ProposalTimeout      time.Duration `toml:"proposal-timeout" help:"bound on the node's getblocktemplate proposal check of a declared block"`
@@ -146,6 +147,7 @@ func defaults() *Config {
 	l.PendingPerConnection = declare.DefaultMaxPendingPerConn
 	l.MissingTxs = declare.DefaultMaxMissingTxs
 	l.MissingBytes = declare.DefaultMaxMissingBytes
+	l.MissingTimeout = declare.DefaultMissingTimeout
 	l.BlockWeight = declare.DefaultMaxBlockWeight
 	l.BlockSigOps = declare.DefaultMaxBlockSigOpsCost
 	l.ProposalTimeout = declare.DefaultProposalTimeout
@@ -306,7 +308,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		TokenLifetime: cfg.JDS.TokenLifetime, RequireSameUser: cfg.JDS.RequireSameUser,
 		MaxTokensPerConn: cfg.Limits.TokensPerConnection, TokenBurst: cfg.Limits.TokenBurst, TokenRate: cfg.Limits.TokenRate,
 		MaxJobsPerConn: cfg.Limits.JobsPerConnection, MaxJobs: cfg.Limits.Jobs, MaxPendingPerConn: cfg.Limits.PendingPerConnection,
-		MaxMissingTxs: cfg.Limits.MissingTxs, MaxMissingBytes: cfg.Limits.MissingBytes,
+		MaxMissingTxs: cfg.Limits.MissingTxs, MaxMissingBytes: cfg.Limits.MissingBytes, MissingTimeout: cfg.Limits.MissingTimeout,
 		MaxBlockWeight: cfg.Limits.BlockWeight, MaxBlockSigOpsCost: cfg.Limits.BlockSigOps,
 	}
 	if pol.PayoutMinShare == 0 {
@@ -321,7 +323,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		{"limits.jobs", float64(pol.MaxJobs)}, {"limits.pending-per-connection", float64(pol.MaxPendingPerConn)},
 		{"limits.missing-txs", float64(pol.MaxMissingTxs)}, {"limits.missing-bytes", float64(pol.MaxMissingBytes)},
 		{"limits.block-weight", float64(pol.MaxBlockWeight)}, {"limits.block-sigops", float64(pol.MaxBlockSigOpsCost)},
-		{"jds.token-lifetime", float64(pol.TokenLifetime)},
+		{"jds.token-lifetime", float64(pol.TokenLifetime)}, {"limits.missing-timeout", float64(pol.MissingTimeout)},
 		{"limits.max-connections", float64(cfg.Limits.MaxConnections)}, {"limits.max-connections-per-ip", float64(cfg.Limits.MaxConnectionsPerIP)},
 		{"limits.setup-timeout", float64(cfg.Limits.SetupTimeout)}, {"limits.send-queue", float64(cfg.Limits.SendQueue)},
 		{"limits.proposal-timeout", float64(cfg.Limits.ProposalTimeout)}, {"limits.handshake-timeout", float64(cfg.Limits.HandshakeTimeout)},
