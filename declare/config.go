@@ -10,21 +10,21 @@ import (
 
 // Defaults for zero Policy fields.
 const (
-	DefaultTokenLifetime        = 10 * time.Minute
-	DefaultMaxTokensPerConn     = 16
-	DefaultTokenBurst           = 20
-	DefaultTokenRate            = 5.0 // tokens per second, refilled
-	DefaultMaxJobsPerConn       = 8
-	DefaultMaxJobs              = 4096
-	DefaultMaxPendingPerConn    = 2
-	DefaultMaxMissingTxs        = 65535
-	DefaultMaxMissingBytes      = 4_000_000
-	DefaultPayoutMinShare       = 1.0
-	DefaultHalvingInterval      = 210_000
-	RegtestHalvingInterval      = 150
-	DefaultMaxBlockWeight       = templates.MaxBlockWeight
-	DefaultMaxBlockSigOpsCost   = templates.MaxBlockSigOpsCost
-	DefaultMissingTimeout       = 60 * time.Second
+	DefaultTokenLifetime      = 10 * time.Minute
+	DefaultMaxTokensPerConn   = 16
+	DefaultTokenBurst         = 20
+	DefaultTokenRate          = 5.0 // tokens per second, refilled
+	DefaultMaxJobsPerConn     = 8
+	DefaultMaxJobs            = 4096
+	DefaultMaxPendingPerConn  = 2
+	DefaultMaxMissingTxs      = 65535
+	DefaultMaxMissingBytes    = 4_000_000
+	DefaultPayoutMinShare     = 1.0
+	DefaultHalvingInterval    = 210_000
+	RegtestHalvingInterval    = 150
+	DefaultMaxBlockWeight     = templates.MaxBlockWeight
+	DefaultMaxBlockSigOpsCost = templates.MaxBlockSigOpsCost
+	DefaultMissingTimeout     = 60 * time.Second
 )
 
 // Policy is what the JDS enforces on tokens and declared jobs. Zero fields
