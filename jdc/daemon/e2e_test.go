@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -72,7 +75,8 @@ func TestSoloMode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 0)
 	script := append([]byte{0x00, 0x14}, bytes.Repeat([]byte{0x5e}, 20)...)
-	d := e.startJDC(jdc.SoloMode, func(c *Config) { c.Core.SoloScript = script })
+	blocks := t.TempDir()
+	d := e.startJDC(jdc.SoloMode, func(c *Config) { c.Core.SoloScript = script; c.BlocksDir = blocks })
 	start := e.height()
 	e.startMiner(d.DevicesAddr(), 4)
 	waitFor(t, 60*time.Second, "two blocks", func() bool { return e.height() >= start+2 })
@@ -83,6 +87,18 @@ func TestSoloMode(t *testing.T) {
 	}
 	if d.Status().Active != jdc.Solo {
 		t.Fatal("not solo")
+	}
+	// Every accepted block was written to disk first, whole.
+	for h := start + 1; h <= start+2; h++ {
+		b := e.blockAt(h)
+		raw, err := os.ReadFile(filepath.Join(blocks, b.BlockHash().String()+".json"))
+		if err != nil {
+			t.Fatalf("block %d not on disk: %v", h, err)
+		}
+		var rec blockRecord
+		if err := json.Unmarshal(raw, &rec); err != nil || rec.Block == "" || rec.Source != "solo" {
+			t.Fatalf("block file %s: %v", raw, err)
+		}
 	}
 }
 
