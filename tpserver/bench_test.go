@@ -97,7 +97,12 @@ func heapAndStacks() uint64 {
 // process. It reports p50/p99 of that fan-out and the server's memory per
 // connected client (heap + goroutine stacks, after GC).
 func BenchmarkNewTipFanout(b *testing.B) {
-	const clients = 1000
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) { benchFanout(b, n) })
+	}
+}
+
+func benchFanout(b *testing.B, clients int) {
 	durs := make(chan time.Duration, 1)
 	tp := startTP(b, nil, func(c *Config) {
 		c.Provider.MaxClients = clients
@@ -156,7 +161,7 @@ func BenchmarkNewTipFanout(b *testing.B) {
 		b.Fatal("clients not connected within 2 minutes")
 	}
 	waitUntilTB(b, 30*time.Second, func() bool {
-		return tp.metric(b, "tp_clients_ready") == clients
+		return tp.metric(b, "tp_clients_ready") == float64(clients)
 	})
 	time.Sleep(200 * time.Millisecond) // initial templates flushed
 	after := heapAndStacks()
@@ -181,10 +186,10 @@ func BenchmarkNewTipFanout(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	if tp.metric(b, "tp_clients") != clients {
+	if tp.metric(b, "tp_clients") != float64(clients) {
 		b.Fatalf("clients dropped during the benchmark: %v left", tp.metric(b, "tp_clients"))
 	}
-	b.ReportMetric(float64(after-before)/clients, "B/client")
+	b.ReportMetric(float64(after-before)/float64(clients), "B/client")
 	slices.Sort(all)
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
