@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/sv2kit/sv2kit/mempool"
+	"github.com/sv2kit/sv2kit/sv2/messages"
 )
 
 // FuzzParseDeclaredCoinbase: any prefix and suffix either are refused or
@@ -89,6 +93,53 @@ func FuzzHTTPBodies(f *testing.F) {
 			again, _ := json.Marshal(r)
 			if _, err := DecodeBlockRequest(again); err != nil {
 				t.Fatalf("block round trip: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzCoreDeclare feeds a core arbitrary declarations and provided
+// transactions: it never panics, and every answer is an error with a code,
+// a request for transactions at valid positions, or a block btcd reads.
+func FuzzCoreDeclare(f *testing.F) {
+	tx := synthTx(1, true)
+	var b bytes.Buffer
+	_ = tx.Serialize(&b)
+	m := offlineJob(f, []*wire.MsgTx{tx}, 1_250_000_000, nil)
+	f.Add(m.CoinbaseTxPrefix, m.CoinbaseTxSuffix, b.Bytes(), uint8(1))
+	f.Add(m.CoinbaseTxPrefix, m.CoinbaseTxSuffix, []byte{1, 2, 3}, uint8(3))
+	f.Fuzz(func(t *testing.T, prefix, suffix, provided []byte, n uint8) {
+		c := offlineCore(t, mempool.NewStore(0), nil)
+		now := time.Unix(1_700_000_000, 0)
+		c.Connect(1, true, now)
+		tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{}, now)
+		var wtxids [][32]byte
+		for i := 0; i < int(n%4); i++ {
+			w := tx.WitnessHash()
+			w[0] += byte(i)
+			wtxids = append(wtxids, w)
+		}
+		st := c.Declare(1, &messages.DeclareMiningJob{RequestID: 5, MiningJobToken: tok.MiningJobToken, CoinbaseTxPrefix: prefix,
+			CoinbaseTxSuffix: suffix, WtxidList: wtxids}, now)
+		if st.Missing != nil {
+			list := make([][]byte, len(st.Missing.UnknownTxPositionList))
+			for i, pos := range st.Missing.UnknownTxPositionList {
+				if int(pos) >= len(wtxids) {
+					t.Fatalf("position %d of %d", pos, len(wtxids))
+				}
+				list[i] = provided
+			}
+			st, _ = c.Provide(1, &messages.ProvideMissingTransactionsSuccess{RequestID: 5, TransactionList: list}, now)
+		}
+		switch {
+		case st.Reply != nil:
+			if st.Reply.ErrorCode == "" || len(st.Reply.ErrorDetails) == 0 {
+				t.Fatal("error without code or details")
+			}
+		case st.Proposal != nil:
+			var blk wire.MsgBlock
+			if err := blk.Deserialize(bytes.NewReader(st.Proposal.Block)); err != nil {
+				t.Fatalf("proposed block does not parse: %v", err)
 			}
 		}
 	})
