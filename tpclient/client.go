@@ -362,8 +362,12 @@ func (c *Client) readLoop() {
 	}()
 	for {
 		var m codec.Message
-		m, _, err = messages.Read(c.conn, codec.Options{})
-		if errors.Is(err, messages.ErrUnknownExtension) {
+		var h codec.Header
+		m, h, err = messages.Read(c.conn, codec.Options{})
+		if errors.Is(err, messages.ErrUnknownExtension) || errors.Is(err, messages.ErrUnknownMessage) {
+			// A message a newer provider may send: skip it, the frame
+			// boundary is intact.
+			c.log.Debug("unknown message from the Template Provider skipped", "header", h.String())
 			continue
 		}
 		if err != nil {

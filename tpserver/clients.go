@@ -37,8 +37,6 @@ type clientConn struct {
 	queue  chan outFrame
 	stop   chan struct{}
 	once   sync.Once
-	// Owned by the event loop.
-	closing bool
 }
 
 // shut makes the reader and writer end (idempotent).

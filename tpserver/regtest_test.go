@@ -151,7 +151,7 @@ func TestRegtestBtcd(t *testing.T) {
 		}
 		full := nextTemplate(t, c, false)
 		next := nextTemplate(t, c, true)
-		return &newTipResult{full: full, empty: next.TemplateID}
+		return &newTipResult{snph: p, full: full, empty: next.TemplateID}
 	}
 	r := checkNewTip(hash, empty.TemplateID)
 	if len(r.full.MerklePath) != 0 || r.full.TemplateID <= empty.TemplateID {
@@ -163,6 +163,7 @@ func TestRegtestBtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	prev := r
 	r = checkNewTip(*hashes[0], r.empty)
 	if tp.metric(t, "tp_new_tip_latency_seconds", "path", "fast") < 2 {
 		t.Fatal("new-tip latency not recorded for the fast path")
@@ -172,10 +173,26 @@ func TestRegtestBtcd(t *testing.T) {
 	if _, err := c.RequestTransactionData(ctx, nt.TemplateID); !isTxDataErr(err, provider.ErrStaleTemplateID) {
 		t.Fatalf("template of two tips ago: %v", err)
 	}
-	// A solution on the previous tip's template is still checked and submitted.
 	td2, err := c.RequestTransactionData(ctx, r.full.TemplateID)
 	if err != nil || len(td2.TransactionList) != 0 {
 		t.Fatalf("current template's data: %v", err)
+	}
+	// A solution on the previous tip's template is still checked, written
+	// and submitted (the node decides: a competing block at that height).
+	staleSol, staleHash := solve(t, prev.full, prev.snph, w.PkScript(), 8)
+	if err := c.SubmitSolution(ctx, staleSol); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the stale solution's submission", func() bool {
+		sum := 0.0
+		for _, r := range []string{resultAccepted, resultDuplicate, resultRejected, resultError} {
+			sum += tp.metric(t, "tp_blocks_submitted_total", "result", r)
+		}
+		return sum == 2
+	})
+	tp.logs.waitFor(t, "stale=true", time.Second)
+	if _, err := os.Stat(filepath.Join(tp.dir, "blocks", fmt.Sprintf("%d-%s.hex", height+2, chainhash.Hash(staleHash)))); err != nil {
+		t.Fatalf("stale block not on disk: %v", err)
 	}
 
 	// The node dies: the client stays connected; when the node is back,
@@ -209,6 +226,7 @@ func TestRegtestBtcd(t *testing.T) {
 }
 
 type newTipResult struct {
+	snph  *messages.SetNewPrevHash
 	full  *messages.NewTemplate
 	empty uint64
 }
