@@ -175,6 +175,7 @@ func (d *demo) run(ctx context.Context) error {
 	if d.bins["jdc"] == "" {
 		d.say("jdc is missing: the pool takes only custom jobs, so no miner can mine; showing the rest of the network.")
 	}
+	d.startedAt = time.Now() // the summary's clock: time since mining started
 	if d.o.blocks > 0 {
 		d.say("running until the node accepted %d blocks mined through jdc (timeout %s) ...", d.o.blocks, d.o.timeout)
 	} else {
