@@ -427,6 +427,18 @@ func (c *Core) worksOf(j *job) *work {
 	return c.works[j.workID]
 }
 
+// forgetWork drops src's work for every template (the current one included,
+// which a tp session reset leaves outside the map), so the next work is built
+// anew; shares on the old work ids still map while the works exist.
+func (c *Core) forgetWork(src int) {
+	for _, t := range c.templates {
+		delete(t.work, src)
+	}
+	if c.cur != nil {
+		delete(c.cur.work, src)
+	}
+}
+
 func (c *Core) sendWork(a *Actions, w *work, future bool) {
 	prefix, suffix := w.cb.deviceParts()
 	w.tmpl.sent[w.id] = true
@@ -567,9 +579,7 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 	if p.outputs != nil && !sameOutputs(p.outputs, outs) {
 		// The pool changed its outputs: coinbases built with the old ones are
 		// still valid for the pool, but new work must use the new ones.
-		for _, t := range c.templates {
-			delete(t.work, p.idx)
-		}
+		c.forgetWork(p.idx)
 	}
 	p.outputs = outs
 	p.rawOutputs = append(p.rawOutputs[:0], m.CoinbaseTxOutputs...)
@@ -633,9 +643,7 @@ func (c *Core) PoolUp(now time.Time, pairIdx int, ch Channel) Actions {
 	p.seq, p.rejects, p.healthy = 0, 0, false
 	clear(p.acked)
 	clear(p.sent)
-	for _, t := range c.templates {
-		delete(t.work, p.idx)
-	}
+	c.forgetWork(p.idx)
 	if p.connected() {
 		c.startJob(now, &a, p)
 	}
@@ -755,13 +763,11 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 			return a
 		}
 		p.ch.ExtranoncePrefix = append([]byte(nil), m.ExtranoncePrefix...)
-		for _, t := range c.templates {
-			delete(t.work, p.idx)
-		}
+		c.forgetWork(p.idx)
 		if p.connected() {
 			c.startJob(now, &a, p)
 			if c.active == p.idx && c.cur != nil {
-				if w := c.workFor(&a, p.idx, c.cur); w != nil {
+				if w := c.freshWork(&a, p.idx, c.cur); w != nil {
 					c.sendWork(&a, w, false)
 				}
 			}

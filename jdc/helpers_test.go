@@ -57,6 +57,10 @@ func (f *fixture) apply(a Actions) Actions {
 		switch {
 		case op.Work != nil:
 			if _, dup := f.devWork[op.Work.ID]; dup {
+				for k := max(0, len(f.all)-4); k < len(f.all); k++ {
+					f.t.Logf("prev actions %d: devices %+v logs %+v switches %+v", k, f.all[k].Devices, f.all[k].Logs, f.all[k].Switches)
+				}
+				f.t.Logf("now: %+v", a)
 				f.t.Fatalf("work id %d sent twice", op.Work.ID)
 			}
 			f.devWork[op.Work.ID] = op.Work

@@ -2,6 +2,8 @@ package jdc
 
 import (
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -95,7 +97,19 @@ func (w *world) step() {
 	i := w.rng.IntN(n)
 	fail := w.rng.Float64() < w.failProb
 	var a Actions
-	switch w.rng.IntN(12) {
+	switch w.rng.IntN(15) {
+	case 12:
+		if w.poolUp[i] {
+			a = f.apply(f.c.PoolMessage(f.now, i, &messages.SetExtranoncePrefix{ChannelID: uint32(10 + i), ExtranoncePrefix: []byte{byte(w.rng.IntN(256))}}))
+		}
+	case 13:
+		if w.poolUp[i] && fail {
+			a = f.apply(f.c.PoolMessage(f.now, i, &messages.CloseChannel{ChannelID: uint32(10 + i), ReasonCode: "bye"}))
+		}
+	case 14:
+		if fail {
+			a = f.apply(f.c.TemplateProviderReset(f.now))
+		}
 	case 0:
 		id := f.newTip(w.rng.IntN(3))
 		a = f.all[len(f.all)-1]
@@ -172,7 +186,11 @@ func (w *world) step() {
 }
 
 func TestRandomizedFailover(t *testing.T) {
-	for seed := uint64(1); seed <= 12; seed++ {
+	seeds := uint64(12)
+	if n, err := strconv.ParseUint(os.Getenv("JDC_RANDOM_SEEDS"), 10, 64); err == nil {
+		seeds = n // a longer search: JDC_RANDOM_SEEDS=500 go test -run Randomized ./jdc
+	}
+	for seed := uint64(1); seed <= seeds; seed++ {
 		f := newFixture(t, poolCfg(FullTemplate, 3))
 		w := &world{
 			fixture: f, rng: rand.New(rand.NewPCG(seed, 99)),
@@ -191,6 +209,15 @@ func TestRandomizedFailover(t *testing.T) {
 		}
 		if f.c.Active() != 0 {
 			t.Fatalf("seed %d: not back on pair 0 after healing: active %s states %+v", seed, SourceName(f.c.Active()), f.c.States())
+		}
+		// Everything the peers made the core hold stayed bounded.
+		if len(f.c.templates) > DefaultMaxTemplates || len(f.c.works) > 4*DefaultMaxTemplates {
+			t.Fatalf("seed %d: %d templates, %d works kept", seed, len(f.c.templates), len(f.c.works))
+		}
+		for _, p := range f.c.pairs {
+			if len(p.sent) > maxSentJobs || (p.job != nil && len(p.job.pending) > DefaultMaxPendingShares) {
+				t.Fatalf("seed %d: pair %d holds %d sent jobs", seed, p.idx, len(p.sent))
+			}
 		}
 		switches := 0
 		for _, a := range f.all {
