@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/sv2kit/sv2kit/internal/config"
+	"github.com/sv2kit/sv2kit/internal/regtest"
+	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/sv2/noise"
+	"github.com/sv2kit/sv2kit/templates"
 	"github.com/sv2kit/sv2kit/tpclient"
 )
 
@@ -166,5 +169,66 @@ func TestConfigDocumented(t *testing.T) {
 				t.Errorf("docs/tp.md lacks %s", s)
 			}
 		}
+	}
+}
+
+// TestRunRegtest: the daemon as configured by flags serves templates from
+// a real btcd (regtest chain rules, long-poll) and serves metrics.
+func TestRunRegtest(t *testing.T) {
+	n := regtest.Start(t, regtest.Options{})
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errOut := &syncBuf{}, &syncBuf{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-network", "regtest", "-datadir", dir, "-node.url", "http://" + n.RPCAddr(),
+			"-node.user", n.RPCUser(), "-node.password", n.RPCPass(), "-server.listen", "127.0.0.1:0",
+			"-metrics.listen", "127.0.0.1:0", "-log.format", "json"}, out, errOut)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "authority public key") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no start line; stderr:\n%s", errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fields := strings.Fields(out.String())
+	pub, err := noise.ParseAuthorityPublicKey(fields[len(fields)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	c, err := tpclient.Dial(dctx, tpclient.Config{Addr: strings.TrimSuffix(fields[3], ","), AuthorityPubKey: &pub, MaxAdditionalSize: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case m := <-c.Events():
+		nt, ok := m.(*messages.NewTemplate)
+		if !ok || !nt.FutureTemplate {
+			t.Fatalf("first message %v", m)
+		}
+		h, _ := n.Height(ctx)
+		// Regtest halves every 150 blocks: the subsidy at h+1.
+		if want := uint64(templates.Subsidy(int64(h)+1, 150)); nt.CoinbaseTxValueRemaining != want {
+			t.Fatalf("value remaining %d, want the regtest subsidy %d", nt.CoinbaseTxValueRemaining, want)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no template; stderr:\n%s", errOut.String())
+	}
+	if !strings.Contains(errOut.String(), `"@message":"metrics on /metrics"`) {
+		t.Fatalf("no metrics line in the JSON log:\n%s", errOut.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tp did not stop")
 	}
 }
