@@ -40,7 +40,9 @@ type tinyServer struct {
 	conns   []*serverConn
 	shares  []checkedShare
 	arrived chan struct{}
-	setups  []*messages.SetupConnection
+	// setupFlags go in SetupConnection.Success (e.g. REQUIRES_FIXED_VERSION).
+	setupFlags uint32
+	setups     []*messages.SetupConnection
 	opens   []*messages.OpenStandardMiningChannel
 }
 
@@ -57,12 +59,15 @@ type serverConn struct {
 	mu     sync.Mutex
 	jobs   map[uint32][32]byte // job id → merkle root
 	ver    map[uint32]uint32
+	fixed  map[uint32]bool // jobs that allow no version rolling
 	prev   [32]byte
 	minT   uint32
 	nbits  uint32
 	active uint32
 	target [32]byte
 	seen   map[[32]byte]bool
+	// fixedAll: the server required a fixed version at setup.
+	fixedAll bool
 }
 
 func newTinyServer(t *testing.T, plaintext bool, addr string) (*tinyServer, *[32]byte) {
@@ -104,12 +109,13 @@ func (s *tinyServer) accept(cfg *noise.Config) {
 		if err != nil {
 			return
 		}
-		c := &serverConn{c: noise.Server(nc, cfg), jobs: map[uint32][32]byte{}, ver: map[uint32]uint32{},
+		c := &serverConn{c: noise.Server(nc, cfg), jobs: map[uint32][32]byte{}, ver: map[uint32]uint32{}, fixed: map[uint32]bool{},
 			target: shareTarget, seen: map[[32]byte]bool{}}
 		s.mu.Lock()
 		c.idx = len(s.conns)
 		s.conns = append(s.conns, c)
 		s.mu.Unlock()
+		c.fixedAll = s.setupFlags&messages.FlagRequiresFixedVersion != 0
 		go s.serve(c)
 	}
 }
@@ -126,7 +132,7 @@ func (s *tinyServer) serve(c *serverConn) {
 			s.mu.Lock()
 			s.setups = append(s.setups, m)
 			s.mu.Unlock()
-			c.send(&messages.SetupConnectionSuccess{UsedVersion: 2})
+			c.send(&messages.SetupConnectionSuccess{UsedVersion: 2, Flags: s.setupFlags})
 		case *messages.OpenStandardMiningChannel:
 			s.mu.Lock()
 			s.opens = append(s.opens, m)
@@ -172,6 +178,26 @@ func (c *serverConn) newJob(id uint32, minNTime *uint32, version uint32) {
 	c.send(&messages.NewMiningJob{ChannelID: 7, JobID: id, MinNTime: minNTime, Version: version, MerkleRoot: root})
 }
 
+// newExtendedJob sends a job to the group as NewExtendedMiningJob: the
+// device's merkle root uses its channel prefix as the whole extranonce.
+func (c *serverConn) newExtendedJob(id uint32, minNTime *uint32, version uint32, rolling bool) {
+	prefix := []byte("cb-prefix-with-height")
+	suffix := []byte("rest-of-coinbase")
+	path := [][32]byte{{9}, {8}}
+	cb := append(append(append([]byte(nil), prefix...), 1, 2, 3, 4), suffix...)
+	root := templates.MerkleRoot(templates.DoubleSHA256(cb), path)
+	c.mu.Lock()
+	c.jobs[id] = root
+	c.ver[id] = version
+	c.fixed[id] = !rolling
+	if minNTime != nil {
+		c.active = id
+	}
+	c.mu.Unlock()
+	c.send(&messages.NewExtendedMiningJob{ChannelID: 100, JobID: id, MinNTime: minNTime, Version: version,
+		VersionRollingAllowed: rolling, MerklePath: path, CoinbaseTxPrefix: prefix, CoinbaseTxSuffix: suffix})
+}
+
 func (c *serverConn) newPrevHash(job uint32, prev [32]byte, minT uint32) {
 	c.mu.Lock()
 	c.prev, c.minT, c.nbits, c.active = prev, minT, regtestBits, job
@@ -199,6 +225,9 @@ func (c *serverConn) check(m *messages.SubmitSharesStandard) (string, bool) {
 	}
 	if m.NTime < c.minT || m.NTime > uint32(time.Now().Unix())+2 {
 		return "invalid-share", false
+	}
+	if (c.fixed[m.JobID] || c.fixedAll) && m.Version != c.ver[m.JobID] {
+		return "version-rolling-not-allowed", false
 	}
 	if m.Version&^VersionRollingMask != c.ver[m.JobID]&^VersionRollingMask {
 		return "invalid-non-rollable-version-bit", false
@@ -502,4 +531,43 @@ func BenchmarkScan(b *testing.B) {
 	b.ResetTimer()
 	scan(&hdr, 0, uint32(b.N), &zero, func(uint32, *[32]byte) { hits++ })
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "MH/s")
+}
+
+// TestExtendedGroupJobsAndFixedVersion: jobs sent to the group as
+// NewExtendedMiningJob are mined with the channel's prefix as extranonce,
+// and no version bit is rolled when the job or the server forbids it.
+func TestExtendedGroupJobsAndFixedVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		flags   uint32
+		rolling bool
+	}{
+		{"rolling allowed", 0, true},
+		{"job forbids rolling", 0, false},
+		{"server requires a fixed version", messages.FlagRequiresFixedVersion, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := newTinyServer(t, false, "")
+			srv.setupFlags = tc.flags
+			startMiner(t, Config{Addr: srv.addr(), HashRate: 20000, Workers: 2})
+			srv.waitShares(t, "shares on job 1", func(s []checkedShare) bool { return len(s) >= 1 })
+			c := srv.conn(0)
+			c.newExtendedJob(2, nil, 0x20000000, tc.rolling)
+			c.newPrevHash(2, [32]byte{0xcc}, uint32(time.Now().Unix()))
+			shares := srv.waitShares(t, "shares on the extended job", func(s []checkedShare) bool { return countJob(s, 2) >= 5 })
+			versions := map[uint32]bool{}
+			for _, s := range shares {
+				if s.share.JobID != 2 {
+					continue
+				}
+				if s.err != "" {
+					t.Errorf("share rejected: %s", s.err)
+				}
+				versions[s.share.Version] = true
+			}
+			if rolled := len(versions) > 1 || !versions[0x20000000]; rolled != (tc.rolling && tc.flags == 0) {
+				t.Errorf("versions %v; rolling expected %v", versions, tc.rolling && tc.flags == 0)
+			}
+		})
+	}
 }
