@@ -52,6 +52,7 @@ const (
 	DefaultDeclareTimeout     = 10 * time.Second
 	DefaultCustomJobTimeout   = 10 * time.Second
 	DefaultShareRejectLimit   = 3
+	DefaultTokenMaxAge        = 4 * time.Minute
 	DefaultMaxPendingShares   = 256
 	DefaultMaxTemplates       = 16
 	DefaultSoloExtranonceSize = 16
@@ -87,6 +88,9 @@ type Config struct {
 	TokenTimeout     time.Duration
 	DeclareTimeout   time.Duration
 	CustomJobTimeout time.Duration
+	// TokenMaxAge drops a spare token older than this instead of using it
+	// (JDSes expire unused tokens).
+	TokenMaxAge time.Duration
 	// ShareRejectLimit is how many shares of acknowledged jobs the pool may
 	// reject in a row (stale shares do not count) before the pair fails.
 	ShareRejectLimit int
@@ -114,6 +118,7 @@ func (c *Config) setDefaults() {
 	def(&c.TokenTimeout, DefaultTokenTimeout)
 	def(&c.DeclareTimeout, DefaultDeclareTimeout)
 	def(&c.CustomJobTimeout, DefaultCustomJobTimeout)
+	def(&c.TokenMaxAge, DefaultTokenMaxAge)
 	if c.ShareRejectLimit <= 0 {
 		c.ShareRejectLimit = DefaultShareRejectLimit
 	}

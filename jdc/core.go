@@ -91,6 +91,7 @@ type pair struct {
 	outputs    []templates.TxOutput
 	rawOutputs []byte
 	spare      []byte
+	spareAt    time.Time
 	tokenReq   uint32
 
 	job   *job
@@ -490,6 +491,11 @@ func (c *Core) advance(now time.Time, a *Actions, p *pair) {
 		return
 	}
 	if j.token == nil {
+		if p.spare != nil && now.Sub(p.spareAt) > c.cfg.TokenMaxAge {
+			// JDSes expire tokens (sv2kit's after 10 minutes): a quiet chain
+			// must not turn an old spare into a rejected custom job.
+			p.spare = nil
+		}
 		if p.spare == nil {
 			c.requestToken(a, p)
 			if j.stage != stageNeedToken || j.deadline.IsZero() {
@@ -583,7 +589,7 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 	}
 	p.outputs = outs
 	p.rawOutputs = append(p.rawOutputs[:0], m.CoinbaseTxOutputs...)
-	p.spare = m.MiningJobToken
+	p.spare, p.spareAt = m.MiningJobToken, now
 	size, ops := outputsConstraints(outs)
 	if nc := maxConstraints(c.constraints, Constraints{size, ops}); nc != c.constraints {
 		c.constraints = nc

@@ -672,3 +672,22 @@ func TestLateSuccessOfSupersededJob(t *testing.T) {
 		t.Fatalf("old share %+v", b)
 	}
 }
+
+// An old spare token is not used: a fresh one is asked for first.
+func TestOldSpareTokenDropped(t *testing.T) {
+	f := newFixture(t, poolCfg(CoinbaseOnly, 1))
+	f.newTip(0)
+	f.acceptJob(0, f.connect(0))
+	f.refill(0) // the spare for the next template
+	f.advance(DefaultTokenMaxAge + time.Second)
+	a := f.newTemplate(false, 0)
+	_ = a
+	last := f.all[len(f.all)-1]
+	if customJobOf(last, 0) != nil || len(last.Tokens) != 1 {
+		t.Fatalf("old spare used: %+v", last)
+	}
+	b := f.refill(0)
+	if m := customJobOf(b, 0); m == nil || !strings.HasPrefix(string(m.MiningJobToken), "tok-0-") {
+		t.Fatalf("%+v", b)
+	}
+}

@@ -100,6 +100,7 @@ type Config struct {
 		TokenTimeout     time.Duration `toml:"token-timeout" help:"JDS slow: no token within this long fails the pair"`
 		DeclareTimeout   time.Duration `toml:"declare-timeout" help:"JDS slow: no DeclareMiningJob answer within this long fails the pair"`
 		CustomJobTimeout time.Duration `toml:"custom-job-timeout" help:"pool slow: no SetCustomMiningJob answer within this long fails the pair"`
+		TokenMaxAge      time.Duration `toml:"token-max-age" help:"a spare token older than this is not used (JDSes expire unused tokens)"`
 		ShareRejectLimit int           `toml:"share-reject-limit" help:"shares of acknowledged jobs the pool may reject in a row (stale ones do not count) before the pair fails"`
 		MaxPendingShares int           `toml:"max-pending-shares" help:"shares kept per job while its custom job waits for the pool (optimistic mining)"`
 	} `toml:"failover"`
@@ -138,6 +139,7 @@ func defaults() *Config {
 	c.Failover.TokenTimeout = jdc.DefaultTokenTimeout
 	c.Failover.DeclareTimeout = jdc.DefaultDeclareTimeout
 	c.Failover.CustomJobTimeout = jdc.DefaultCustomJobTimeout
+	c.Failover.TokenMaxAge = jdc.DefaultTokenMaxAge
 	c.Failover.ShareRejectLimit = jdc.DefaultShareRejectLimit
 	c.Failover.MaxPendingShares = jdc.DefaultMaxPendingShares
 	c.Limits.Timeout = daemon.DefaultTimeout
@@ -309,7 +311,7 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	}{
 		{"failover.return-after", float64(cfg.Failover.ReturnAfter)}, {"failover.token-timeout", float64(cfg.Failover.TokenTimeout)},
 		{"failover.declare-timeout", float64(cfg.Failover.DeclareTimeout)}, {"failover.custom-job-timeout", float64(cfg.Failover.CustomJobTimeout)},
-		{"failover.share-reject-limit", float64(cfg.Failover.ShareRejectLimit)}, {"failover.max-pending-shares", float64(cfg.Failover.MaxPendingShares)},
+		{"failover.share-reject-limit", float64(cfg.Failover.ShareRejectLimit)}, {"failover.token-max-age", float64(cfg.Failover.TokenMaxAge)}, {"failover.max-pending-shares", float64(cfg.Failover.MaxPendingShares)},
 		{"devices.max-connections", float64(cfg.Devices.MaxConnections)}, {"devices.shares-per-minute", cfg.Devices.SharesPerMinute},
 		{"devices.min-difficulty", cfg.Devices.MinDifficulty}, {"devices.extranonce-size", float64(cfg.Devices.ExtranonceSize)},
 		{"devices.send-queue", float64(cfg.Devices.SendQueue)}, {"devices.cert-validity", float64(cfg.Devices.CertValidity)},
@@ -364,7 +366,7 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 		Core: jdc.Config{Mode: mode, SoloScript: solo, Tag: tag,
 			ReturnAfter: cfg.Failover.ReturnAfter, TokenTimeout: cfg.Failover.TokenTimeout,
 			DeclareTimeout: cfg.Failover.DeclareTimeout, CustomJobTimeout: cfg.Failover.CustomJobTimeout,
-			ShareRejectLimit: cfg.Failover.ShareRejectLimit, MaxPendingShares: cfg.Failover.MaxPendingShares},
+			TokenMaxAge: cfg.Failover.TokenMaxAge, ShareRejectLimit: cfg.Failover.ShareRejectLimit, MaxPendingShares: cfg.Failover.MaxPendingShares},
 		TPAddr: cfg.TP.Addr, TPAuthorityKey: tpKey, TPPlaintext: cfg.TP.Plaintext,
 		Upstreams: ups, Devices: dcfg, Node: a.node, BlocksDir: filepath.Join(cfg.DataDir, "blocks"),
 		Timeout: cfg.Limits.Timeout, ReconnectMin: cfg.Limits.ReconnectMin, ReconnectMax: cfg.Limits.ReconnectMax,
