@@ -162,6 +162,7 @@ func (s *Server) releaseClient(c *clientConn) {
 func (s *Server) reader(ctx context.Context, c *clientConn) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(s.cfg.SetupTimeout))
 	setupDone := false
+	lim := msgLimiter{tokens: msgBurst}
 	for {
 		m, h, err := messages.Read(c.conn, codec.Options{})
 		if err != nil {
@@ -178,6 +179,12 @@ func (s *Server) reader(ctx context.Context, c *clientConn) {
 				_ = c.conn.SetReadDeadline(time.Time{})
 			}
 		}
+		if wait := lim.take(time.Now()); wait > 0 {
+			// A client flooding us waits here; only its own messages slow.
+			if noiseSleep(ctx, wait) {
+				return
+			}
+		}
 		select {
 		case s.inbox <- clientMsg{id: c.id, msg: m}:
 		case <-c.stop:
@@ -186,6 +193,32 @@ func (s *Server) reader(ctx context.Context, c *clientConn) {
 			return
 		}
 	}
+}
+
+// Every message costs the event loop some work (a SubmitSolution a block
+// rebuild); a client gets at most msgRate per second after a burst.
+const (
+	msgRate  = 200
+	msgBurst = 400
+)
+
+// msgLimiter is a token bucket owned by one reader.
+type msgLimiter struct {
+	tokens float64
+	last   time.Time
+}
+
+// take spends a token and returns how long to wait first when none is left.
+func (l *msgLimiter) take(now time.Time) time.Duration {
+	if !l.last.IsZero() {
+		l.tokens = min(msgBurst, l.tokens+now.Sub(l.last).Seconds()*msgRate)
+	}
+	l.last = now
+	l.tokens--
+	if l.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-l.tokens / msgRate * float64(time.Second))
 }
 
 func readReason(err error, h codec.Header, setupDone bool) string {

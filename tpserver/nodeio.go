@@ -316,6 +316,18 @@ func (s *Server) tipLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
+			if t.Template != nil {
+				// The long-poll brought the node's template for this tip:
+				// hand it over now instead of waiting for another call.
+				if src, err := ConvertTemplate(t.Template); err == nil {
+					chain := s.chainInfo(ctx, t.Template)
+					select {
+					case s.templates <- templateEvent{src: src, chain: chain}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
 		}
 	}
 }

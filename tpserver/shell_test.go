@@ -253,3 +253,24 @@ func TestSlowClientDropped(t *testing.T) {
 		}
 	}
 }
+
+func TestMsgLimiter(t *testing.T) {
+	var l msgLimiter
+	l.tokens = msgBurst
+	now := time.Unix(1000, 0)
+	for i := 0; i < msgBurst; i++ {
+		if w := l.take(now); w != 0 {
+			t.Fatalf("message %d of the burst waits %v", i, w)
+		}
+	}
+	if w := l.take(now); w <= 0 || w > time.Second/msgRate+time.Millisecond {
+		t.Fatalf("beyond the burst: wait %v", w)
+	}
+	// After a second, msgRate more.
+	now = now.Add(time.Second)
+	for i := 0; i < msgRate-1; i++ {
+		if w := l.take(now); w != 0 {
+			t.Fatalf("message %d after a second waits %v", i, w)
+		}
+	}
+}
