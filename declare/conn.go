@@ -99,6 +99,11 @@ func (jc *jdConn) run(ctx context.Context) {
 			case errors.Is(err, messages.ErrUnknownExtension):
 				jc.log.Debug("frame of an unknown extension dropped", "extension", h.ExtensionType, "type", h.MsgType)
 				continue
+			case errors.Is(err, messages.ErrUnknownMessage):
+				// A message of a newer spec: the frame was read whole, so
+				// the stream is intact; skip it.
+				jc.log.Warn("unknown message dropped", "type", h.MsgType)
+				continue
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 				jc.close("peer closed the connection")
 			default:
