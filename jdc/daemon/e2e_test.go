@@ -244,7 +244,11 @@ func TestFailover(t *testing.T) {
 				}
 			}
 		case "jdc_new_tip_to_device_work_seconds":
-			tips = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			h := mf.GetMetric()[0].GetHistogram()
+			tips = h.GetSampleCount()
+			if tips > 0 {
+				t.Logf("new tip → device work: %d tips, mean %.0f µs", tips, h.GetSampleSum()/float64(tips)*1e6)
+			}
 		}
 	}
 	for r, seen := range want {
