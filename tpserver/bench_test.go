@@ -310,7 +310,7 @@ func BenchmarkNewTipQueue1000(b *testing.B) {
 	s.cfg = Config{}.withDefaults()
 	s.log = s.cfg.Logger
 	s.fetchReq = make(chan struct{}, 1)
-	st := &loopState{clients: make(map[provider.ClientID]*clientConn)}
+	st := &loopState{clients: make(map[provider.ClientID]*clientConn), closing: make(map[provider.ClientID]*clientConn)}
 	st.enc.init()
 	ch := newFakeChain()
 	src, ci := ch.source(2000, 300)

@@ -27,8 +27,8 @@ type outFrame struct {
 	closeReason string
 }
 
-// clientConn is one client. queue and stop belong to the event loop (it
-// sends and closes them); the reader and writer only receive.
+// clientConn is one client. The event loop sends on queue; stop is closed
+// once, by shut, from the loop or the writer.
 type clientConn struct {
 	id     provider.ClientID
 	conn   *noise.Conn

@@ -25,6 +25,8 @@ type tipEvent struct {
 // loopState is what only the event loop touches.
 type loopState struct {
 	clients map[provider.ClientID]*clientConn
+	// closing are clients the core closed whose writer still flushes.
+	closing map[provider.ClientID]*clientConn
 	enc     encoder
 	// waitingTip is when a new tip arrived that the fast path could not
 	// announce: the SetNewPrevHash then comes with the node's template.
@@ -36,7 +38,7 @@ type loopState struct {
 // eventLoop owns the core: every event goes through it, one at a time, and
 // its Actions are carried out before the next event.
 func (s *Server) eventLoop(ctx context.Context) {
-	st := &loopState{clients: make(map[provider.ClientID]*clientConn)}
+	st := &loopState{clients: make(map[provider.ClientID]*clientConn), closing: make(map[provider.ClientID]*clientConn)}
 	st.enc.init()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -49,6 +51,9 @@ func (s *Server) eventLoop(ctx context.Context) {
 			for _, c := range st.clients {
 				c.shut()
 				s.releaseClient(c)
+			}
+			for _, c := range st.closing {
+				c.shut()
 			}
 			s.m.clients.Set(0)
 			return
@@ -64,6 +69,7 @@ func (s *Server) eventLoop(ctx context.Context) {
 				s.log.Info("client disconnected", "client", c.id, "remote", c.remote, "reason", g.reason)
 				s.forget(st, c)
 			}
+			delete(st.closing, g.id)
 		case t := <-s.templates:
 			a := s.core.NodeTemplate(t.src, t.chain, time.Now())
 			var fan *tipFanout
@@ -198,6 +204,7 @@ func (s *Server) apply(st *loopState, a provider.Actions, fan *tipFanout) {
 		case c.queue <- outFrame{closeReason: cl.Reason}:
 			// The writer closes after the frames queued before.
 			delete(st.clients, c.id)
+			st.closing[c.id] = c
 			s.releaseClient(c)
 			s.m.clients.Set(float64(len(st.clients)))
 		default:

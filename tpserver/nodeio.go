@@ -153,7 +153,6 @@ func (s *Server) fetchLoop(ctx context.Context) {
 	failing := false
 	var lastErrClass string
 	var lastErrLog time.Time
-	networkChecked := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,7 +160,7 @@ func (s *Server) fetchLoop(ctx context.Context) {
 		case <-s.fetchReq:
 		}
 		for {
-			err := s.fetchOnce(ctx, &networkChecked)
+			err := s.fetchOnce(ctx)
 			if ctx.Err() != nil {
 				return
 			}
@@ -178,8 +177,8 @@ func (s *Server) fetchLoop(ctx context.Context) {
 			class := errorClass(err)
 			s.m.nodeErrors.WithLabelValues(class).Inc()
 			s.m.nodeUp.Set(0)
-			if node.IsTransport(err) || node.IsCookie(err) {
-				networkChecked = false // it may come back as another node
+			if node.IsTransport(err) || node.IsCookie(err) || node.IsWrongNetwork(err) {
+				s.networkOK.Store(false) // it may come back as another node
 			}
 			wait := bo.Next()
 			if class != lastErrClass || time.Since(lastErrLog) > 5*time.Minute {
@@ -206,13 +205,13 @@ func (s *Server) fetchLoop(ctx context.Context) {
 	}
 }
 
-func (s *Server) fetchOnce(ctx context.Context, networkChecked *bool) error {
-	if !*networkChecked {
+func (s *Server) fetchOnce(ctx context.Context) error {
+	if !s.networkOK.Load() {
 		info, err := s.cfg.Node.CheckNetwork(ctx)
 		if err != nil {
 			return err
 		}
-		*networkChecked = true
+		s.networkOK.Store(true)
 		s.log.Info("node reached", "url", s.cfg.Node.URL(), "chain", info.Chain, "height", info.Blocks,
 			"initial_block_download", info.InitialBlockDownload)
 	}
@@ -316,7 +315,7 @@ func (s *Server) tipLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
-			if t.Template != nil {
+			if t.Template != nil && s.networkOK.Load() {
 				// The long-poll brought the node's template for this tip:
 				// hand it over now instead of waiting for another call.
 				if src, err := ConvertTemplate(t.Template); err == nil {

@@ -169,6 +169,10 @@ type Server struct {
 	// tip notice to every SetNewPrevHash queued to its client's writer.
 	tipQueued func(time.Duration)
 
+	// networkOK: the node was checked to be on the configured network
+	// (since it was last unreachable); only then are its templates used.
+	networkOK atomic.Bool
+
 	ran atomic.Bool
 }
 
