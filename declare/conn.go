@@ -183,6 +183,7 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) bool {
 		s.m.tokensAllocated.Inc()
 		jc.send(r)
 	case *messages.DeclareMiningJob:
+		jc.catchUp(ctx, m)
 		start := time.Now()
 		st := s.core.Declare(jc.id, m, s.cfg.Now())
 		jc.step(ctx, st, start, m.RequestID, len(m.WtxidList))
@@ -253,4 +254,19 @@ func (jc *jdConn) reject(e *messages.DeclareMiningJobError) {
 	jc.s.m.declarations.WithLabelValues("rejected", e.ErrorCode).Inc()
 	jc.log.Info("declaration rejected", "request", e.RequestID, "code", e.ErrorCode, "details", string(e.ErrorDetails))
 	jc.send(e)
+}
+
+// catchUp asks the node for its tip when a declaration builds on a block
+// this JDS has not heard of yet: a miner's node may learn a new block a
+// moment before our tip watcher does, and the job should not be refused
+// for that.
+func (jc *jdConn) catchUp(ctx context.Context, m *messages.DeclareMiningJob) {
+	cb, e := parseDeclaredCoinbase(m.CoinbaseTxPrefix, m.CoinbaseTxSuffix)
+	if e != nil {
+		return
+	}
+	if ch, ok := jc.s.core.Chain(); ok && cb.height <= ch.Height+1 {
+		return
+	}
+	jc.s.refreshChain(ctx)
 }

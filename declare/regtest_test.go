@@ -379,6 +379,15 @@ func TestJDSZMQTips(t *testing.T) {
 		c.TipPollInterval = time.Hour
 	})
 	e.waitTip(j)
+	// A block the JDS has not heard of (no notification): a declaration
+	// on it makes the JDS catch up instead of refusing it.
+	if _, err := e.n.Generate(e.ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := dialJDP(t, j, messages.FlagDeclareTxData)
+	if ok, bad, _ := c.declare(c.allocate("u").MiningJobToken, e.buildJob(nil, jobOpts{})); ok == nil {
+		t.Fatalf("declaration on a block the JDS had not heard of: %s", codeOf(bad))
+	}
 	hashes, err := e.n.Generate(e.ctx, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -127,13 +127,15 @@ type Server struct {
 	log  hclog.Logger
 	m    *Metrics
 
-	nextID atomic.Uint64
-	mu     sync.Mutex
-	conns  map[uint64]*jdConn
-	perIP  map[string]int
-	wg     sync.WaitGroup
-	ready  chan struct{}
-	once   sync.Once
+	nextID    atomic.Uint64
+	refreshAt atomic.Int64 // unix nanoseconds of the last refreshChain
+	chainMu   sync.Mutex   // one updateChain at a time
+	mu        sync.Mutex
+	conns     map[uint64]*jdConn
+	perIP     map[string]int
+	wg        sync.WaitGroup
+	ready     chan struct{}
+	once      sync.Once
 }
 
 var _ PoolAPI = (*Server)(nil)
@@ -362,26 +364,26 @@ func (s *Server) tipLoop(ctx context.Context) {
 	}
 }
 
-// updateChain asks the node what the block after tip must carry.
+// updateChain asks the node what the block after its tip must carry. The
+// node's current template wins over t (which may be older by then), so
+// concurrent callers (tip watcher, catch-up) never move the chain back.
 func (s *Server) updateChain(ctx context.Context, t node.Tip) error {
+	s.chainMu.Lock()
+	defer s.chainMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	tmpl := t.Template
-	if tmpl == nil || tmpl.PreviousBlockHash != t.Hash {
-		var err error
-		tmpl, err = s.cfg.Node.GetBlockTemplate(ctx, "")
-		if err != nil {
-			tmpl = nil
-			s.log.Debug("getblocktemplate failed; using the tip's header", "error", err)
-		}
-	}
 	var ch Chain
-	if tmpl != nil && tmpl.PreviousBlockHash == t.Hash {
-		ch = Chain{TipHash: t.Hash, Height: tmpl.Height - 1, Bits: tmpl.Bits, MinTime: uint32(max(tmpl.MinTime, 0))}
+	tmpl, err := s.cfg.Node.GetBlockTemplate(ctx, "")
+	if err != nil && t.Template != nil && t.Template.PreviousBlockHash == t.Hash {
+		tmpl, err = t.Template, nil
+	}
+	if err == nil {
+		ch = Chain{TipHash: tmpl.PreviousBlockHash, Height: tmpl.Height - 1, Bits: tmpl.Bits, MinTime: uint32(max(tmpl.MinTime, 0))}
 	} else {
 		// Core without peers refuses getblocktemplate: the tip's header
 		// gives the height, and nBits stays the same except at a
 		// retarget, which the proposal check would then reject.
+		s.log.Debug("getblocktemplate failed; using the tip's header", "error", err)
 		h, err := s.cfg.Node.GetBlockHeaderVerbose(ctx, t.Hash)
 		if err != nil {
 			return err
@@ -391,9 +393,12 @@ func (s *Server) updateChain(ctx context.Context, t node.Tip) error {
 			ch.MinTime = uint32(h.MedianTime + 1)
 		}
 	}
+	if cur, ok := s.core.Chain(); ok && cur == ch {
+		return nil
+	}
 	s.core.SetChain(ch)
 	s.once.Do(func() { close(s.ready) })
-	s.log.Info("chain tip", "hash", t.Hash, "height", ch.Height, "next_bits", fmt.Sprintf("%08x", ch.Bits), "source", t.Source.String())
+	s.log.Info("chain tip", "hash", chainhash.Hash(ch.TipHash), "height", ch.Height, "next_bits", fmt.Sprintf("%08x", ch.Bits), "source", t.Source.String())
 	return nil
 }
 
@@ -510,3 +515,25 @@ func (s *Server) ServeAPI(ctx context.Context, ln net.Listener) error {
 // SetMetrics replaces the server's metrics; call it before Serve (metrics
 // built with NewMetrics(reg, s.Core()) export the core's gauges too).
 func (s *Server) SetMetrics(m *Metrics) { s.m = m }
+
+// refreshChain asks the node for its tip now, at most every 250 ms however
+// many connections ask, and updates the chain when it moved.
+func (s *Server) refreshChain(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := s.refreshAt.Load()
+	if now-last < int64(250*time.Millisecond) || !s.refreshAt.CompareAndSwap(last, now) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	best, err := s.cfg.Node.GetBestBlockHash(ctx)
+	if err != nil {
+		return
+	}
+	if ch, ok := s.core.Chain(); ok && ch.TipHash == [32]byte(best) {
+		return
+	}
+	if err := s.updateChain(ctx, node.Tip{Hash: best, Source: node.SourcePoll, At: time.Now()}); err != nil {
+		s.log.Debug("chain refresh failed", "error", err)
+	}
+}
