@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,4 +285,28 @@ func TestFailoverFullTemplate(t *testing.T) {
 	if js := p0.jds.Core().Stats(); js.Declared == 0 {
 		t.Fatalf("the new JDS saw no declaration: %+v", js)
 	}
+}
+
+// TestFailoverSlowJDS: a JDS that stops answering (the connection stays
+// up) fails its pair on the declaration deadline; jdc returns once it
+// answers again.
+func TestFailoverSlowJDS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	proxy := newStallProxy(t, e.pairs[0].jdsAddr)
+	d := e.startJDC(jdc.FullTemplate, func(c *Config) { c.Upstreams[0].JDSAddr = proxy.Addr() })
+	p0, p1 := e.pairs[0], e.pairs[1]
+	waitActive(t, e, d, 0, "start", nil)
+	e.startMiner(d.DevicesAddr(), 4)
+	waitActive(t, e, d, 0, "start", p0.payout)
+	proxy.stalled.Store(true)
+	waitActive(t, e, d, 1, "JDS stalled", p1.payout)
+	// The declarer's own request timeout or the core's deadline, whichever
+	// fires first: jds-token/jds-declare/jds-timeout.
+	if r := d.Status().States[0].Reason; !strings.HasPrefix(r, "jds-") {
+		t.Fatalf("pair 0 reason %q", r)
+	}
+	t.Logf("pair 0 failed: %s", d.Status().States[0].Reason)
+	proxy.stalled.Store(false)
+	waitActive(t, e, d, 0, "JDS answering again", p0.payout)
 }

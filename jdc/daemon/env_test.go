@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,3 +290,58 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 }
 
 var _ = chainhash.Hash{}
+
+// stallProxy forwards TCP to a target and, while stalled, holds every byte
+// from the target: a peer that is there but does not answer.
+type stallProxy struct {
+	ln      net.Listener
+	target  string
+	stalled atomic.Bool
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *stallProxy) serve(c net.Conn) {
+	defer c.Close()
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	go func() { _, _ = io.Copy(u, c); u.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := u.Read(buf)
+		for p.stalled.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
