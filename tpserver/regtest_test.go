@@ -220,6 +220,7 @@ func TestRegtestBtcd(t *testing.T) {
 		t.Fatal("no template after the restart")
 	}
 	t.Logf("after the node's restart: SetNewPrevHash(%d) on the new block", p.TemplateID)
+	tp.logs.waitFor(t, "node answers getblocktemplate again; templates resume", 5*time.Second)
 	if c.Err() != nil {
 		t.Fatal(c.Err())
 	}
