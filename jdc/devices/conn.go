@@ -94,15 +94,25 @@ func (c *conn) send(b *batch) {
 	}
 }
 
+// single is a one-message batch in one allocation (share answers).
+type single struct {
+	b   batch
+	f   [1]outFrame
+	buf [64]byte
+}
+
 // sendMsg queues one message.
 func (c *conn) sendMsg(m codec.Message) {
-	p, err := codec.Append(nil, m, codec.Options{})
+	one := new(single)
+	p, err := codec.Append(one.buf[:0], m, codec.Options{})
 	if err != nil {
 		// Only our own messages are encoded here; a failure is a bug.
 		c.log.Error("encode failed", "message", m.MessageName(), "error", err)
 		return
 	}
-	c.send(&batch{frames: []outFrame{{h: codec.Header{ExtensionType: m.ExtensionType(), MsgType: m.MsgType()}, payload: p}}})
+	one.f[0] = outFrame{h: codec.Header{ExtensionType: m.ExtensionType(), MsgType: m.MsgType()}, payload: p}
+	one.b.frames = one.f[:]
+	c.send(&one.b)
 }
 
 // sendThenClose queues m and closes the connection once it was written (or
@@ -245,6 +255,9 @@ func (c *conn) readLoop() {
 			case c.closed.Load():
 			case errors.Is(err, io.EOF):
 				c.close("device closed the connection", nil)
+			case errors.Is(err, noise.ErrFrameTooLarge), errors.Is(err, noise.ErrDecrypt):
+				c.s.m.dropped.WithLabelValues("malformed_frame").Inc()
+				c.close("malformed frame", err)
 			default:
 				c.close("read failed", err)
 			}

@@ -109,23 +109,24 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		plaintext bool
+		reason    string
 		send      func(t *testing.T, d *testDevice)
 	}{
-		{"truncated SubmitSharesStandard", true, func(t *testing.T, d *testDevice) {
+		{"truncated SubmitSharesStandard", true, "malformed_frame", func(t *testing.T, d *testDevice) {
 			if err := d.c.WriteFrame(codec.Header{ExtensionType: codec.ChannelBit, MsgType: messages.TypeSubmitSharesStandard}, []byte{1, 2, 3}); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"server message from a device", true, func(t *testing.T, d *testDevice) {
+		{"server message from a device", true, "protocol_violation", func(t *testing.T, d *testDevice) {
 			d.send(&messages.SetTarget{ChannelID: 1})
 		}},
-		{"oversized frame", true, func(t *testing.T, d *testDevice) {
+		{"oversized frame", true, "malformed_frame", func(t *testing.T, d *testDevice) {
 			h := codec.Header{MsgType: messages.TypeOpenStandardMiningChannel, Length: 1 << 20}
 			if _, err := d.c.NetConn().Write(h.Append(nil)); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"corrupted Noise frame", false, func(t *testing.T, d *testDevice) {
+		{"corrupted Noise frame", false, "malformed_frame", func(t *testing.T, d *testDevice) {
 			if _, err := d.c.NetConn().Write(make([]byte, 22+16)); err != nil {
 				t.Fatal(err)
 			}
@@ -144,6 +145,13 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 
 			tc.send(t, bad)
 			bad.closed(t)
+			deadline := time.Now().Add(5 * time.Second)
+			for metricValue(t, ts.s.m.dropped.WithLabelValues(tc.reason)) != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("drop not counted as %s", tc.reason)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 
 			// The other device is untouched: new work reaches it and its
 			// shares are accepted.
