@@ -310,3 +310,23 @@ func TestFailoverSlowJDS(t *testing.T) {
 	proxy.stalled.Store(false)
 	waitActive(t, e, d, 0, "JDS answering again", p0.payout)
 }
+
+// TestFailoverSlowPool: a pool that stops answering custom jobs fails its
+// pair on the custom-job deadline.
+func TestFailoverSlowPool(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	proxy := newStallProxy(t, e.pairs[0].poolAddr)
+	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Upstreams[0].PoolAddr = proxy.Addr() })
+	p0, p1 := e.pairs[0], e.pairs[1]
+	waitActive(t, e, d, 0, "start", nil)
+	e.startMiner(d.DevicesAddr(), 4)
+	waitActive(t, e, d, 0, "start", p0.payout)
+	proxy.stalled.Store(true)
+	waitActive(t, e, d, 1, "pool stalled", p1.payout)
+	if r := d.Status().States[0].Reason; r != "pool-timeout: no SetCustomMiningJob answer" {
+		t.Fatalf("pair 0 reason %q", r)
+	}
+	proxy.stalled.Store(false)
+	waitActive(t, e, d, 0, "pool answering again", p0.payout)
+}
