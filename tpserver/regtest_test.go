@@ -3,9 +3,11 @@ package tpserver
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,7 +62,7 @@ func TestRegtestBtcd(t *testing.T) {
 	sent[child.TxHash()] = serialize(t, child)
 
 	nc := nodeClient(t, n)
-	tp := startTP(t, nc, nil)
+	tp := startTP(t, nc, func(c *Config) { c.SubmitTimeout = 1500 * time.Millisecond })
 	c := tp.dial(t, 64)
 
 	// Setup: the current template with its SetNewPrevHash, then the empty
@@ -201,12 +203,37 @@ func TestRegtestBtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp.logs.waitFor(t, "clients stay connected", 20*time.Second)
-	time.Sleep(time.Second)
+	// A block found while the node is down: written to disk, submitblock
+	// retried until SubmitTimeout, then reported; the file is the block.
+	downSol, downHash := solve(t, r.full, r.snph, w.PkScript(), 9)
+	if err := c.SubmitSolution(ctx, downSol); err != nil {
+		t.Fatal(err)
+	}
+	tp.logs.waitFor(t, "submitblock did not reach the node; retrying", 5*time.Second)
+	waitUntil(t, 10*time.Second, "the failed submission to be reported", func() bool {
+		return tp.metric(t, "tp_blocks_submitted_total", "result", "error") == 1
+	})
+	downFile := filepath.Join(tp.dir, "blocks", fmt.Sprintf("%d-%s.hex", height+3, chainhash.Hash(downHash)))
 	if c.Err() != nil {
 		t.Fatalf("client disconnected while the node was down: %v", c.Err())
 	}
 	if err := n.Restart(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Submitted by hand, as the log says.
+	hexBlock, err := os.ReadFile(downFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(hexBlock)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := nc.SubmitBlock(ctx, raw); err != nil || res != "" {
+		t.Fatalf("block file submitted by hand: %q %v", res, err)
+	}
+	if b, err := nc.GetBestBlockHash(ctx); err != nil || b != chainhash.Hash(downHash) {
+		t.Fatalf("best %s after the hand submission, want %x (%v)", b, downHash, err)
 	}
 	hashes, err = n.Generate(ctx, 1)
 	if err != nil {
