@@ -431,6 +431,18 @@ func TestVardiffAndUpdateChannel(t *testing.T) {
 	if mining.CompareTargets(&st.MaximumTarget, &start) >= 0 {
 		t.Fatalf("vardiff made the target easier: %x → %x", start, st.MaximumTarget)
 	}
+	// The hash-rate estimate follows the accepted shares.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		st := ts.s.Stats()
+		if len(st.PerChannel) == 1 && st.PerChannel[0].HashRate > 0 && st.HashRate == st.PerChannel[0].HashRate {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no hash-rate estimate: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// UpdateChannel with a lower maximum target is honoured with SetTarget.
 	low := mining.TargetFromDifficulty(1000)
 	d.send(&messages.UpdateChannel{ChannelID: ch.ChannelID, NominalHashRate: 1, MaximumTarget: low})
