@@ -45,6 +45,11 @@ func (s *Server) eventLoop(ctx context.Context) {
 	// Without ZMQ sequence notices nothing says when the mempool changed:
 	// treat it as always changed (the core spaces fetches by Interval).
 	pollMempool := s.cfg.ZMQ.Sequence == ""
+	// With ZMQ sequence, still look once a minute: notices that never
+	// arrive (a wrong endpoint, a node without zmqpubsequence) must not
+	// stop fee updates.
+	const mempoolSafety = time.Minute
+	lastSafety := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,7 +104,8 @@ func (s *Server) eventLoop(ctx context.Context) {
 			s.apply(st, s.core.MempoolChanged(time.Now()), nil)
 		case now := <-tick.C:
 			s.apply(st, s.core.Tick(now), nil)
-			if pollMempool {
+			if pollMempool || now.Sub(lastSafety) >= mempoolSafety {
+				lastSafety = now
 				s.apply(st, s.core.MempoolChanged(now), nil)
 			}
 			s.updateStats(st)

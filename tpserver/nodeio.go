@@ -290,12 +290,22 @@ func (s *Server) tipLoop(ctx context.Context) {
 	tips := make(chan node.Tip, 16)
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = w.Run(ctx, tips) }()
+	first := true
+	var lastWarn time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case t := <-tips:
 			s.m.tips.WithLabelValues(t.Source.String()).Inc()
+			recentGap := time.Since(time.Unix(0, s.lastGap.Load())) < 30*time.Second
+			if zmqTips && !first && t.Source == node.SourcePoll && !recentGap && time.Since(lastWarn) > 10*time.Minute {
+				lastWarn = time.Now()
+				s.log.Warn("new block learned by polling, not from ZMQ: check that the node publishes "+
+					"zmqpubhashblock/zmqpubsequence at the configured endpoints and that this host can reach them",
+					"hash", t.Hash, "zmq_hashblock", s.cfg.ZMQ.HashBlock, "zmq_sequence", s.cfg.ZMQ.Sequence)
+			}
+			first = false
 			notice := provider.TipNotice{Hash: t.Hash}
 			hctx, cancel := context.WithTimeout(ctx, headerTimeout)
 			i, err := s.header(hctx, t.Hash)
@@ -346,6 +356,7 @@ func (s *Server) zmqLoop(ctx context.Context, events <-chan node.Event, w *node.
 				s.m.mempoolNotices.Inc()
 				s.signalMempool()
 			case node.Gap:
+				s.lastGap.Store(time.Now().UnixNano())
 				s.m.zmqGaps.WithLabelValues(e.Topic).Inc()
 				if e.Reconnect {
 					s.log.Warn("ZMQ publisher reconnected (the node may have restarted); resyncing tip and template",

@@ -172,6 +172,9 @@ type Server struct {
 	// networkOK: the node was checked to be on the configured network
 	// (since it was last unreachable); only then are its templates used.
 	networkOK atomic.Bool
+	// lastGap is when ZMQ last reported a gap (unix ns): a resync by
+	// polling then is expected, not a sign of a broken ZMQ setup.
+	lastGap atomic.Int64
 
 	ran atomic.Bool
 }
