@@ -20,6 +20,14 @@ import (
 // and sigops, merkle path, block assembly and the bookkeeping of the
 // accepted job. The node's proposal check is BenchmarkNodeProposal.
 func BenchmarkDeclare4000(b *testing.B) {
+	b.Run("warm", func(b *testing.B) { benchDeclare4000(b, true) })
+	b.Run("cold", func(b *testing.B) { benchDeclare4000(b, false) })
+}
+
+// benchDeclare4000: warm, the transactions were declared before (by any
+// connection) and the core remembers their txids, weights and sigops;
+// cold, every declaration hashes every transaction.
+func benchDeclare4000(b *testing.B, warm bool) {
 	store := mempool.NewStore(0)
 	var txs []*wire.MsgTx
 	for i := uint64(0); i < 4000; i++ {
@@ -32,6 +40,9 @@ func BenchmarkDeclare4000(b *testing.B) {
 		txs = append(txs, tx)
 	}
 	c := offlineCore(b, store, func(p *Policy) { p.TokenRate, p.TokenBurst = 1e9, 1e6 })
+	if !warm {
+		c.cache.max = 0
+	}
 	now := time.Unix(1_700_000_000, 0)
 	c.Connect(1, true, now)
 	m := offlineJob(b, txs, templates.Subsidy(testTip.Height+1, 150), nil)

@@ -49,6 +49,8 @@ type Core struct {
 	secret    [32]byte
 	payoutVec []byte
 
+	cache txCache
+
 	mu        sync.Mutex
 	counter   uint64
 	chain     Chain
@@ -126,6 +128,7 @@ type pending struct {
 	found    [][]byte
 	fees     []int64
 	provided []bool
+	exact    []bool // found in the mirror by its wtxid: the cache may vouch for it
 	missing  []int
 }
 
@@ -164,6 +167,7 @@ func NewCore(p Policy, txs TxSource, secret [32]byte) (*Core, error) {
 		conns:     make(map[uint64]*connState),
 		tokens:    make(map[string]*token),
 		jobs:      list.New(),
+		cache:     txCache{max: DefaultTxCache},
 	}, nil
 }
 
@@ -279,6 +283,10 @@ func (c *Core) Declare(id uint64, m *messages.DeclareMiningJob, now time.Time) S
 		return c.count(declErr(m.RequestID, CodeDuplicateTx, "wtxid %s appears at positions %d and %d of wtxid_list", displayHex(m.WtxidList[i]), i, j))
 	}
 	p.found, p.fees, p.missing = c.txs.LookupWTxIDsFees(m.WtxidList)
+	p.exact = make([]bool, len(p.found))
+	for i, raw := range p.found {
+		p.exact[i] = raw != nil
+	}
 	if tl, ok := c.txs.(txidLookup); ok && len(p.missing) > 0 {
 		// SRI's 2025 JDCs put txids in this list (DIGEST §7.2): a miss by
 		// wtxid may be a hit by txid. The node's check of the block's
@@ -496,21 +504,41 @@ func (c *Core) complete(p *pending) Step {
 	weight = 4*(80+int64(varIntLen(uint64(n+1)))) + cb.weight
 	sigops = cb.sigops
 	var dsErr *Step
-	for i, raw := range p.found {
-		ti, err := scanTx(raw, false, func(op outpoint) {
-			if dsErr != nil {
-				return
+	i := 0
+	spend := func(op outpoint) {
+		if dsErr != nil {
+			return
+		}
+		if j, ok := spent[op]; ok {
+			st := declErr(req, CodeDoubleSpend, "transaction %d (wtxid %s) spends %s:%d, which transaction %d (wtxid %s) spends too",
+				i, displayHex(m.WtxidList[i]), displayHex(op.hash), op.index, j, displayHex(m.WtxidList[j]))
+			dsErr = &st
+			return
+		}
+		spent[op] = i
+	}
+	facts := c.cache.get(m.WtxidList, p.exact)
+	var learned []cachedTx
+	for i = 0; i < n; i++ {
+		raw := p.found[i]
+		var ti txInfo
+		if f := facts[i]; f != nil {
+			// Known from an earlier declaration: only the inputs are read.
+			ti = txInfo{txid: f.txid, weight: f.weight, sigops: f.sigops}
+			if err := walkInputs(raw, spend); err != nil {
+				return declErr(req, CodeInvalidTx, "transaction %d (wtxid %s): %v", i, displayHex(m.WtxidList[i]), err)
 			}
-			if j, ok := spent[op]; ok {
-				st := declErr(req, CodeDoubleSpend, "transaction %d (wtxid %s) spends %s:%d, which transaction %d (wtxid %s) spends too",
-					i, displayHex(m.WtxidList[i]), displayHex(op.hash), op.index, j, displayHex(m.WtxidList[j]))
-				dsErr = &st
-				return
+		} else {
+			var err error
+			if ti, err = scanTx(raw, false, spend); err != nil {
+				return declErr(req, CodeInvalidTx, "transaction %d (wtxid %s): %v", i, displayHex(m.WtxidList[i]), err)
 			}
-			spent[op] = i
-		})
-		if err != nil {
-			return declErr(req, CodeInvalidTx, "transaction %d (wtxid %s): %v", i, displayHex(m.WtxidList[i]), err)
+			if p.exact != nil && p.exact[i] && c.cache.max > 0 {
+				if learned == nil {
+					learned = make([]cachedTx, 0, n-i)
+				}
+				learned = append(learned, cachedTx{wtxid: m.WtxidList[i], txFacts: txFacts{txid: ti.txid, weight: ti.weight, sigops: ti.sigops}})
+			}
 		}
 		if dsErr != nil {
 			return *dsErr
@@ -523,6 +551,7 @@ func (c *Core) complete(p *pending) Step {
 			knownN++
 		}
 	}
+	c.cache.put(learned)
 	if weight > pol.MaxBlockWeight {
 		return declErr(req, CodeBlockWeight, "the block weighs %d weight units (coinbase %d, %d transactions); the limit is %d", weight, cb.weight, n, pol.MaxBlockWeight)
 	}

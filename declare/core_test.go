@@ -310,3 +310,53 @@ func TestMissingTimeout(t *testing.T) {
 		t.Fatal("a swept declaration still took its transactions")
 	}
 }
+
+// TestTxCache: a declaration of remembered transactions assembles the same
+// block as a fresh one, and the cache stays within its bound.
+func TestTxCache(t *testing.T) {
+	store := mempool.NewStore(0)
+	var txs []*wire.MsgTx
+	for i := uint64(0); i < 30; i++ {
+		tx := synthTx(300+i, i%3 != 0)
+		var b bytes.Buffer
+		_ = tx.Serialize(&b)
+		_, _ = store.Add(b.Bytes())
+		txs = append(txs, tx)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	var blocks [][]byte
+	var prev *Core
+	for _, max := range []int{0, DefaultTxCache, DefaultTxCache} { // fresh, learning, remembered
+		c := offlineCore(t, store, nil)
+		c.cache.max = max
+		if len(blocks) == 2 {
+			c = prev // the core that learned them
+		}
+		c.Connect(1, true, now)
+		tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{}, now)
+		m := offlineJob(t, txs, templates.Subsidy(testTip.Height+1, 150), nil)
+		m.MiningJobToken = tok.MiningJobToken
+		st := c.Declare(1, m, now)
+		if st.Proposal == nil {
+			t.Fatalf("%+v", st.Reply)
+		}
+		blocks = append(blocks, st.Proposal.Block)
+		prev = c
+	}
+	if !bytes.Equal(blocks[0], blocks[1]) || !bytes.Equal(blocks[1], blocks[2]) {
+		t.Fatal("blocks differ with the cache")
+	}
+	if n := len(prev.cache.cur) + len(prev.cache.old); n != 30 {
+		t.Fatalf("%d cached", n)
+	}
+	small := txCache{max: 4}
+	for i := 0; i < 10; i++ {
+		small.put([]cachedTx{{wtxid: [32]byte{byte(i)}}})
+	}
+	if n := len(small.cur) + len(small.old); n > 4 {
+		t.Fatalf("%d cached over a bound of 4", n)
+	}
+	if got := small.get([][32]byte{{9}, {0}}, []bool{true, true}); got[0] == nil || got[1] != nil {
+		t.Fatalf("%v", got)
+	}
+}

@@ -244,3 +244,31 @@ func (r *txReader) compact() uint64 {
 	}
 	return v
 }
+
+// walkInputs calls spend for every input's outpoint of a transaction that
+// scanTx accepted before.
+func walkInputs(raw []byte, spend func(op outpoint)) error {
+	r := txReader{b: raw}
+	r.skip(4)
+	nIn := r.compact()
+	if nIn == 0 && r.err == nil {
+		r.byte()
+		nIn = r.compact()
+	}
+	for i := uint64(0); i < nIn && r.err == nil; i++ {
+		if r.left() < 36 {
+			return errTx
+		}
+		var op outpoint
+		copy(op.hash[:], raw[r.off:r.off+32])
+		op.index = binary.LittleEndian.Uint32(raw[r.off+32:])
+		spend(op)
+		r.skip(36)
+		r.skip(r.compact())
+		r.skip(4)
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: truncated", errTx)
+	}
+	return nil
+}
