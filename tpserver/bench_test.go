@@ -104,17 +104,17 @@ func BenchmarkNewTipFanout(b *testing.B) {
 
 func benchFanout(b *testing.B, clients int) {
 	durs := make(chan time.Duration, 1)
-	tp := startTP(b, nil, func(c *Config) {
-		c.Provider.MaxClients = clients
-		c.MaxClientsPerIP = -1
-		c.Logger = nil
-	})
-	tp.s.tipWritten = func(d time.Duration) { durs <- d }
 	var (
 		qmu    sync.Mutex
 		queued []time.Duration
 	)
-	tp.s.tipQueued = func(d time.Duration) { qmu.Lock(); queued = append(queued, d); qmu.Unlock() }
+	tp := startTP(b, nil, func(c *Config) {
+		c.Provider.MaxClients = clients
+		c.MaxClientsPerIP = -1
+		c.Logger = nil
+		c.tipWritten = func(d time.Duration) { durs <- d }
+		c.tipQueued = func(d time.Duration) { qmu.Lock(); queued = append(queued, d); qmu.Unlock() }
+	})
 	ch := newFakeChain()
 	src, ci := ch.source(2000, 300)
 	tp.s.templates <- templateEvent{src: src, chain: ci}

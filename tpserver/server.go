@@ -107,6 +107,11 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Logger; nil discards.
 	Logger hclog.Logger
+
+	// tipWritten, when set (benchmarks), is told how long each fast-path
+	// SetNewPrevHash fan-out took; tipQueued how long from the tip notice
+	// to every SetNewPrevHash queued to its client's writer.
+	tipWritten, tipQueued func(time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -162,12 +167,7 @@ type Server struct {
 	perIP map[string]int
 	live  atomic.Int64
 
-	// tipWritten, when set (benchmarks), is told how long each fast-path
-	// SetNewPrevHash fan-out took.
-	tipWritten func(time.Duration)
-	// tipQueued, when set (benchmarks), is told how long it took from the
-	// tip notice to every SetNewPrevHash queued to its client's writer.
-	tipQueued func(time.Duration)
+	tipWritten, tipQueued func(time.Duration) // from Config
 
 	// networkOK: the node was checked to be on the configured network
 	// (since it was last unreachable); only then are its templates used.
@@ -215,15 +215,17 @@ func New(cfg Config) (*Server, error) {
 		headers: newHeaderCache(64),
 		// Unbuffered: the loop registers a client before its reader starts,
 		// so the client's first message never precedes its connection.
-		connected: make(chan *clientConn),
-		inbox:     make(chan clientMsg, inboxSize),
-		gone:      make(chan goneEvent, 256),
-		templates: make(chan templateEvent, 1),
-		tips:      make(chan tipEvent, 16),
-		mempool:   make(chan struct{}, 1),
-		fetchReq:  make(chan struct{}, 1),
-		blocks:    make(chan provider.FoundBlock, blockQueue),
-		perIP:     make(map[string]int),
+		connected:  make(chan *clientConn),
+		inbox:      make(chan clientMsg, inboxSize),
+		gone:       make(chan goneEvent, 256),
+		templates:  make(chan templateEvent, 1),
+		tips:       make(chan tipEvent, 16),
+		mempool:    make(chan struct{}, 1),
+		fetchReq:   make(chan struct{}, 1),
+		blocks:     make(chan provider.FoundBlock, blockQueue),
+		perIP:      make(map[string]int),
+		tipWritten: cfg.tipWritten,
+		tipQueued:  cfg.tipQueued,
 	}
 	return s, nil
 }
