@@ -80,7 +80,7 @@ func (s *Server) acceptLoop(ctx context.Context, clients *sync.WaitGroup) {
 				return
 			}
 			s.log.Warn("accept failed", "error", err)
-			if noiseSleep(ctx, 100*time.Millisecond) {
+			if sleepCtx(ctx, 100*time.Millisecond) {
 				return
 			}
 			continue
@@ -122,7 +122,7 @@ func (s *Server) acceptLoop(ctx context.Context, clients *sync.WaitGroup) {
 	}
 }
 
-func noiseSleep(ctx context.Context, d time.Duration) (stopped bool) {
+func sleepCtx(ctx context.Context, d time.Duration) (stopped bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -181,7 +181,7 @@ func (s *Server) reader(ctx context.Context, c *clientConn) {
 		}
 		if wait := lim.take(time.Now()); wait > 0 {
 			// A client flooding us waits here; only its own messages slow.
-			if noiseSleep(ctx, wait) {
+			if sleepCtx(ctx, wait) {
 				return
 			}
 		}
