@@ -102,7 +102,7 @@ func (jc *jdConn) run(ctx context.Context) {
 			case errors.Is(err, messages.ErrUnknownMessage):
 				// A message of a newer spec: the frame was read whole, so
 				// the stream is intact; skip it.
-				jc.log.Warn("unknown message dropped", "type", h.MsgType)
+				jc.log.Debug("unknown message dropped", "type", h.MsgType)
 				continue
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 				jc.close("peer closed the connection")
@@ -117,7 +117,9 @@ func (jc *jdConn) run(ctx context.Context) {
 			}
 			return
 		}
-		if !jc.handle(ctx, m) {
+		if why := jc.handle(ctx, m); why != "" {
+			jc.close(why)
+			jc.log.Warn("closing connection", "reason", why)
 			return
 		}
 	}
@@ -169,16 +171,16 @@ func (jc *jdConn) setup() (fullTemplate, ok bool) {
 	return full, true
 }
 
-// handle answers one message; false closes the connection.
-func (jc *jdConn) handle(ctx context.Context, m codec.Message) bool {
+// handle answers one message; a non-empty result closes the connection
+// with that reason.
+func (jc *jdConn) handle(ctx context.Context, m codec.Message) string {
 	s := jc.s
 	switch m := m.(type) {
 	case *messages.AllocateMiningJobToken:
 		r, err := s.core.Allocate(jc.id, m, s.cfg.Now())
 		if err != nil {
 			s.m.connClosed.WithLabelValues("rate-limit").Inc()
-			jc.log.Warn("closing connection", "reason", err)
-			return false
+			return err.Error()
 		}
 		s.m.tokensAllocated.Inc()
 		jc.send(r)
@@ -197,7 +199,7 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) bool {
 		st, ok := s.core.Provide(jc.id, m, s.cfg.Now())
 		if !ok {
 			jc.log.Warn("ProvideMissingTransactions.Success for no waiting declaration; ignored", "request", m.RequestID)
-			return true
+			return ""
 		}
 		jc.step(ctx, st, start, m.RequestID, -1)
 	case *messages.PushSolution:
@@ -205,16 +207,15 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) bool {
 		if err != nil {
 			jc.log.Warn("PushSolution not rebuilt", "error", err)
 			s.m.blocks.WithLabelValues("push-solution", "not-rebuilt").Inc()
-			return true
+			return ""
 		}
 		jc.log.Info("block from PushSolution", "hash", b.HashString(), "height", b.Height, "field_order_2025", b.Swapped)
 		_, _ = s.publish(ctx, b, "push-solution")
 	default:
 		s.m.connClosed.WithLabelValues("unexpected-message").Inc()
-		jc.log.Warn("closing connection", "reason", "unexpected message "+m.MessageName())
-		return false
+		return "unexpected message " + m.MessageName()
 	}
-	return true
+	return ""
 }
 
 // step carries out a declaration step: reply, ask for transactions, or
