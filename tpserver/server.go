@@ -230,6 +230,15 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Close releases the listener of a Server that will not Run (Run closes
+// it itself when it ends).
+func (s *Server) Close() error {
+	if s.ran.Load() {
+		return nil
+	}
+	return s.ln.Close()
+}
+
 // Addr is the bound TDP address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

@@ -266,6 +266,7 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	}
 	ms, err := metrics.Listen(cfg.Metrics.Listen, reg)
 	if err != nil {
+		_ = srv.Close()
 		nc.Close()
 		return nil, config.Invalid("metrics.listen", err.Error(), "choose a free host:port or leave it empty")
 	}
