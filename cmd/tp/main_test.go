@@ -47,6 +47,9 @@ func TestBadConfig(t *testing.T) {
 		{"bad authority key", []string{"-keys.authority-secret-key", "nope"}, "keys.authority-secret-key"},
 		{"listen not host:port", []string{"-server.listen", "8336"}, "server.listen"},
 		{"max clients zero", []string{"-server.max-clients", "0"}, "server.max-clients"},
+		{"metrics address", []string{"-metrics.listen", "nohost"}, "metrics.listen"},
+		{"mismatched public key", []string{"-keys.authority-secret-key", "mkDLTBBRxdBv998612qipDYoTK3YUrqLe8uWw7gu3iXbSrn2n",
+			"-keys.authority-public-key", "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"}, "keys.authority-public-key"},
 		{"misspelt key in file", []string{"-config", file}, "templates.fee-detla"},
 		{"short interval in file", []string{"-config", short}, "templates.interval"},
 	}
