@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
@@ -193,12 +192,16 @@ func (d *demo) loop(ctx context.Context) error {
 	defer t.Stop()
 	var drill <-chan time.Time
 	drillStep := 0
-	if d.o.drill > 0 && d.proc("sv2-pool") != nil && d.proc("jdc") != nil {
-		drill = time.After(d.o.drill)
+	if d.o.drill > 0 {
+		if err := d.drillCheck(); err != nil {
+			d.note("%v; no drill", err)
+		} else {
+			drill = time.After(d.o.drill)
+		}
 	}
 	for {
 		for _, p := range d.procs {
-			if !p.running() {
+			if !p.down && !p.running() {
 				return fmt.Errorf("%s exited unexpectedly (%v); end of its log (%s):\n%s", p.name, p.err, p.logPath, p.logTail(4000))
 			}
 		}
@@ -212,14 +215,12 @@ func (d *demo) loop(ctx context.Context) error {
 			return nil
 		case <-drill:
 			drillStep++
-			if err := d.proc("sv2-pool").cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-				return fmt.Errorf("drill: signal sv2-pool: %w", err)
+			if err := d.drillStep(ctx, drillStep == 1); err != nil {
+				return fmt.Errorf("drill: %w", err)
 			}
 			if drillStep == 1 {
-				d.say(">>> drill: the pool now rejects every custom job; jdc should fall back to solo")
 				drill = time.After(d.o.drill)
 			} else {
-				d.say(">>> drill: the pool accepts custom jobs again; jdc should return to pair-0 once it stayed healthy for failover.return-after (20s)")
 				drill = nil
 			}
 			continue

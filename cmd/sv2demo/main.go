@@ -33,6 +33,7 @@ type options struct {
 	mode       string
 	verbose    bool
 	drill      time.Duration
+	drillKind  string
 	pairs      int
 }
 
@@ -61,7 +62,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory at the end (it is always kept after a failure)")
 	fs.StringVar(&o.mode, "mode", "full-template", "jdc mode: full-template or coinbase-only")
 	fs.BoolVar(&o.verbose, "v", false, "also print the daemons' warnings and errors as they happen")
-	fs.DurationVar(&o.drill, "drill", 0, "failover drill: this long after mining starts the pool rejects every custom job (jdc falls back to solo), as long again later it accepts them (jdc returns); 0: off")
+	fs.DurationVar(&o.drill, "drill", 0, "failover drill: this long after mining starts pair-0 fails (see -drill-kind), as long again later it recovers; 0: off")
+	fs.StringVar(&o.drillKind, "drill-kind", "reject-jobs", "what fails: reject-jobs, reject-shares (the pool's knobs), kill-pool, kill-jds or kill-tp (the process is killed and later restarted on the same address)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: sv2demo [flags]   (normally: make demo [BLOCKS=N])\n\n"+
 			"Runs btcd (regtest) + transaction generator, tp, jds, sv2-pool, jdc and CPU miners on loopback\n"+
@@ -85,6 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-hash-rate must be positive (on regtest an uncapped CPU finds blocks as fast as it can submit them)")
 	case o.interval < 500*time.Millisecond:
 		return o, errors.New("-interval must be at least 500ms")
+	case !validDrill[o.drillKind]:
+		return o, fmt.Errorf("-drill-kind %q: use reject-jobs, reject-shares, kill-pool, kill-jds or kill-tp", o.drillKind)
 	case o.mode != "full-template" && o.mode != "coinbase-only":
 		return o, fmt.Errorf("-mode %q: use full-template or coinbase-only", o.mode)
 	}

@@ -68,10 +68,15 @@ func buildBinaries(ctx context.Context, root, binDir string, names []string) (ma
 // proc is one daemon run as a child process, its output in a log file.
 type proc struct {
 	name    string
+	bin     string
+	dir     string
+	args    []string
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
 	err     error // set before exited is closed
+	// down: stopped on purpose (failover drill), not a failure.
+	down bool
 }
 
 // startProc starts bin with args in dir; stdout and stderr go to logPath.
@@ -93,7 +98,7 @@ func startProc(name, bin, dir, logPath string, args ...string) (*proc, error) {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	p := &proc{name: name, bin: bin, dir: dir, args: args, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
