@@ -340,8 +340,8 @@ func (c *conn) setup() error {
 	}
 	c.flags = sc.Flags
 	c.vendor = sc.Vendor
-	c.log = c.log.With("vendor", sc.Vendor)
-	c.log.Info("device set up", "flags", fmt.Sprintf("0x%x", sc.Flags), "hardware", sc.HardwareVersion,
+	// c.log is not replaced: the writer and the dispatcher use it already.
+	c.log.Info("device set up", "vendor", sc.Vendor, "flags", fmt.Sprintf("0x%x", sc.Flags), "hardware", sc.HardwareVersion,
 		"firmware", sc.Firmware, "device_id", sc.DeviceID)
 	// Version rolling is always allowed, so REQUIRES_FIXED_VERSION is never
 	// set; standard channels are accepted, so neither is
