@@ -3,6 +3,8 @@ package devices
 import (
 	"context"
 	"crypto/rand"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,4 +278,68 @@ func metricValue(t testing.TB, c prometheus.Metric) float64 {
 	}
 	t.Fatalf("not a counter or gauge")
 	return 0
+}
+
+// docs/jdc-devices.md documents every metric the server registers.
+func TestDocsListEveryMetric(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jdc-devices.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Vectors appear in Gather once they have a child.
+	m.channels.WithLabelValues("x")
+	m.setupFailed.WithLabelValues("x")
+	m.dropped.WithLabelValues("x")
+	m.opened.WithLabelValues("x")
+	m.openFailed.WithLabelValues("x")
+	m.rejected.WithLabelValues("x")
+	m.hashrate.WithLabelValues("1", "2", "u")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 17 {
+		t.Fatalf("%d metrics gathered, want 17", len(mfs))
+	}
+	for _, mf := range mfs {
+		if !strings.Contains(string(doc), "`"+mf.GetName()+"`") {
+			t.Errorf("docs/jdc-devices.md does not mention metric %s", mf.GetName())
+		}
+	}
+}
+
+func TestPerChannelJobs(t *testing.T) {
+	ts := startServer(t, Config{Plaintext: true, PerChannelJobs: true})
+	ts.s.SetWork(testWork(1, true, 8))
+	ts.s.SetPrevHash(prevHash(1, hardBits))
+	d := ts.dial(t, 0)
+	a := d.openStandard(t, "a", 1)
+	waitFor[*messages.MiningSetNewPrevHash](t, d, nil)
+	b := d.openStandard(t, "b", 1)
+	waitFor[*messages.MiningSetNewPrevHash](t, d, nil)
+	ts.s.SetWork(testWork(2, true, 8))
+	ts.s.SetPrevHash(prevHash(2, hardBits))
+	seen := map[uint32]bool{}
+	for len(seen) < 2 {
+		p := waitFor[*messages.MiningSetNewPrevHash](t, d, nil)
+		if p.ChannelID != a.ChannelID && p.ChannelID != b.ChannelID {
+			t.Fatalf("SetNewPrevHash to %d, want each channel", p.ChannelID)
+		}
+		seen[p.ChannelID] = true
+	}
+	// Closing one channel leaves the other working.
+	d.send(&messages.CloseChannel{ChannelID: a.ChannelID, ReasonCode: "done"})
+	sh := d.grind(t, b.ChannelID, nil, false)
+	if code := d.result(t, b.ChannelID, d.submit(sh, false)); code != "" {
+		t.Fatalf("share on the remaining channel: %q", code)
+	}
+	sh = d.grind(t, a.ChannelID, nil, false)
+	if code := d.result(t, a.ChannelID, d.submit(sh, false)); code != mining.CodeInvalidChannelID {
+		t.Fatalf("share on the closed channel: %q", code)
+	}
 }
