@@ -11,6 +11,7 @@ import (
 
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
 
@@ -175,46 +176,66 @@ func p99(d []time.Duration) time.Duration {
 
 // BenchmarkNewTip1000Sessions is the same fan-out when each device is its
 // own connection (one Session with one extended channel each), as in jdc.
+//
+// "append" uses AppendNewTemplate/AppendNewPrevHash with one shared tip and
+// one reused message buffer, as a fan-out loop can.
 func BenchmarkNewTip1000Sessions(b *testing.B) {
-	for _, depth := range []int{0, 12} {
-		b.Run(fmt.Sprintf("extended/path=%d", depth), func(b *testing.B) {
-			alloc := mustAlloc(b, []byte{1, 2, 3, 4}, 12, 8)
-			sessions := make([]*Session, 1000)
-			for i := range sessions {
-				sessions[i] = NewSession(Config{}, alloc)
-				sessions[i].OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1e12, MaxTarget: MaxTarget}, t0)
-			}
-			jts := make([]*JobTemplate, 64)
-			for i := range jts {
-				jts[i] = benchTemplate(b, uint64(i+1), true, depth, alloc.FullSize())
-			}
-			both := make([]time.Duration, 0, b.N)
-			snph := make([]time.Duration, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				jt := jts[i%len(jts)]
-				tip := tipAt(mainnetBits, t0.Add(time.Duration(i)*time.Second))
-				start := time.Now()
-				for _, s := range sessions {
-					if _, err := s.NewTemplate(jt); err != nil {
-						b.Fatal(err)
-					}
+	for _, mode := range []string{"extended", "extended-append"} {
+		for _, depth := range []int{0, 12} {
+			appendMode := mode == "extended-append"
+			b.Run(fmt.Sprintf("%s/path=%d", mode, depth), func(b *testing.B) {
+				alloc := mustAlloc(b, []byte{1, 2, 3, 4}, 12, 8)
+				sessions := make([]*Session, 1000)
+				for i := range sessions {
+					sessions[i] = NewSession(Config{}, alloc)
+					sessions[i].OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1e12, MaxTarget: MaxTarget}, t0)
 				}
-				mid := time.Now()
-				for _, s := range sessions {
-					if _, err := s.NewPrevHash(jt.ID, tip); err != nil {
-						b.Fatal(err)
-					}
+				jts := make([]*JobTemplate, 64)
+				for i := range jts {
+					jts[i] = benchTemplate(b, uint64(i+1), true, depth, alloc.FullSize())
 				}
-				end := time.Now()
-				both = append(both, end.Sub(start))
-				snph = append(snph, end.Sub(mid))
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(p99(both).Microseconds()), "p99-µs/tip")
-			b.ReportMetric(float64(p99(snph).Microseconds()), "p99-snph-µs")
-		})
+				both := make([]time.Duration, 0, b.N)
+				snph := make([]time.Duration, 0, b.N)
+				var buf []codec.Message
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					jt := jts[i%len(jts)]
+					tip := tipAt(mainnetBits, t0.Add(time.Duration(i)*time.Second))
+					tip.Target = tip.NetworkTarget()
+					start := time.Now()
+					var err error
+					for _, s := range sessions {
+						if appendMode {
+							buf, err = s.AppendNewTemplate(buf[:0], jt)
+						} else {
+							_, err = s.NewTemplate(jt)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					mid := time.Now()
+					shared := &tip
+					for _, s := range sessions {
+						if appendMode {
+							buf, err = s.AppendNewPrevHash(buf[:0], jt.ID, shared)
+						} else {
+							_, err = s.NewPrevHash(jt.ID, tip)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					end := time.Now()
+					both = append(both, end.Sub(start))
+					snph = append(snph, end.Sub(mid))
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(p99(both).Microseconds()), "p99-µs/tip")
+				b.ReportMetric(float64(p99(snph).Microseconds()), "p99-snph-µs")
+			})
+		}
 	}
 }
 

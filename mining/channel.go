@@ -661,8 +661,18 @@ func normalizeTip(t ChainTip) ChainTip {
 // NewExtendedMiningJob unless Config.StandardJobs. jt must be built for the
 // allocator's full extranonce size.
 func (s *Session) NewTemplate(jt *JobTemplate) ([]codec.Message, error) {
+	out, err := s.AppendNewTemplate(make([]codec.Message, 0, len(s.order)), jt)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppendNewTemplate is NewTemplate appending the messages to dst, so a
+// fan-out over many sessions can use one buffer.
+func (s *Session) AppendNewTemplate(dst []codec.Message, jt *JobTemplate) ([]codec.Message, error) {
 	if !s.fits(jt) {
-		return nil, fmt.Errorf("%w: template %d has %d bytes, layout %d", ErrExtranonceMismatch, jt.ID, jt.ExtranonceSize(), s.alloc.FullSize())
+		return dst, fmt.Errorf("%w: template %d has %d bytes, layout %d", ErrExtranonceMismatch, jt.ID, jt.ExtranonceSize(), s.alloc.FullSize())
 	}
 	var tip *ChainTip
 	if jt.Future {
@@ -672,12 +682,12 @@ func (s *Session) NewTemplate(jt *JobTemplate) ([]codec.Message, error) {
 		}
 	} else {
 		if s.tip == nil {
-			return nil, ErrNoTip
+			return dst, ErrNoTip
 		}
 		tip = s.tip
 		s.cur = jt
 	}
-	out := make([]codec.Message, 0, len(s.order))
+	out := dst
 	for _, g := range s.scopes {
 		if len(g.members) == 0 {
 			continue
@@ -710,6 +720,19 @@ func (s *Session) NewTemplate(jt *JobTemplate) ([]codec.Message, error) {
 // other job becomes stale. ErrUnknownTemplate leaves the session unchanged:
 // send the template with NewTemplate first.
 func (s *Session) NewPrevHash(templateID uint64, tip ChainTip) ([]codec.Message, error) {
+	t := normalizeTip(tip)
+	out, err := s.AppendNewPrevHash(make([]codec.Message, 0, len(s.order)), templateID, &t)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AppendNewPrevHash is NewPrevHash appending the messages to dst and keeping
+// tip itself rather than a copy, so many sessions can share one ChainTip and
+// one buffer. tip must not be modified afterwards; a tip whose Target is
+// zero is copied (with the target from NBits) instead.
+func (s *Session) AppendNewPrevHash(dst []codec.Message, templateID uint64, tip *ChainTip) ([]codec.Message, error) {
 	var jt *JobTemplate
 	for _, f := range s.futures {
 		if f.ID == templateID {
@@ -717,13 +740,16 @@ func (s *Session) NewPrevHash(templateID uint64, tip ChainTip) ([]codec.Message,
 		}
 	}
 	if jt == nil {
-		return nil, fmt.Errorf("%w (template %d)", ErrUnknownTemplate, templateID)
+		return dst, fmt.Errorf("%w (template %d)", ErrUnknownTemplate, templateID)
 	}
-	t := normalizeTip(tip)
-	s.tip = &t
+	if tip.Target == ([32]byte{}) {
+		t := normalizeTip(*tip)
+		tip = &t
+	}
+	s.tip = tip
 	s.cur = jt
 	s.futures = s.futures[:0]
-	out := make([]codec.Message, 0, len(s.order))
+	out := dst
 	for _, g := range s.scopes {
 		if len(g.members) == 0 {
 			continue

@@ -509,3 +509,54 @@ func TestReprefixKeepsOldJobs(t *testing.T) {
 		t.Fatalf("share on the new job: %q", r.Code)
 	}
 }
+
+func TestAppendVariantsShareTip(t *testing.T) {
+	alloc := mustAlloc(t, nil, 12, 8)
+	var sessions []*Session
+	var devs []*device
+	for i := 0; i < 3; i++ {
+		s := NewSession(Config{}, alloc)
+		sessions = append(sessions, s)
+		devs = append(devs, openExt(t, s, targetBits(4), t0))
+	}
+	jt := jobTemplate(t, newTemplateMsg(1, true, 10, nil), alloc.FullSize())
+	var buf []codec.Message
+	for i, s := range sessions {
+		var err error
+		buf, err = s.AppendNewTemplate(buf[:0], jt)
+		if err != nil || len(buf) != 1 {
+			t.Fatalf("append template: %v %d", err, len(buf))
+		}
+		devs[i].handle(buf)
+	}
+	tip := tipAt(mainnetBits, t0)
+	tip.Target = tip.NetworkTarget()
+	for i, s := range sessions {
+		var err error
+		buf, err = s.AppendNewPrevHash(buf[:0], 1, &tip)
+		if err != nil || len(buf) != 1 {
+			t.Fatalf("append prev hash: %v %d", err, len(buf))
+		}
+		devs[i].handle(buf)
+		if s.Tip() != &tip {
+			t.Fatal("tip copied")
+		}
+		sh := devs[i].grind(make([]byte, 8), 0, 0, devs[i].meetsTarget)
+		if r := s.SubmitExtended(sh.extended(devs[i].ch), t0); r.Status != Accepted {
+			t.Fatalf("session %d: %q", i, r.Code)
+		}
+	}
+	// A tip without Target is copied and completed, never modified.
+	bare := tipAt(mainnetBits, t0.Add(time.Minute))
+	jt2 := jobTemplate(t, newTemplateMsg(2, true, 11, nil), alloc.FullSize())
+	sessions[0].NewTemplate(jt2)
+	if _, err := sessions[0].AppendNewPrevHash(nil, 2, &bare); err != nil {
+		t.Fatal(err)
+	}
+	if bare.Target != ([32]byte{}) || sessions[0].Tip() == &bare || sessions[0].Tip().Target != bare.NetworkTarget() {
+		t.Fatal("zero-target tip handling")
+	}
+	if out, err := sessions[1].AppendNewPrevHash(buf[:0], 99, &tip); !errors.Is(err, ErrUnknownTemplate) || len(out) != 0 {
+		t.Fatal("unknown template")
+	}
+}
