@@ -261,8 +261,11 @@ func (r *Result) Error(channelID, seq uint32) *messages.SubmitSharesError {
 // upstream extended channel: the full extranonce minus the upstream
 // channel's prefix (upstreamPrefixLen bytes) is the upstream extranonce, and
 // jobID is the upstream's job id for r.Job.Template. Check first that r.Hash
-// meets the upstream channel's target (MeetsTarget).
+// meets the upstream channel's target (MeetsTarget). Nil when r has no job.
 func (r *Result) Upstream(ext []byte, upstreamPrefixLen int, channelID, seq, jobID uint32) *messages.SubmitSharesExtended {
+	if r.Job == nil {
+		return nil // not a share on a known job
+	}
 	full := r.Job.FullExtranonce(make([]byte, 0, MaxExtranonceSize), ext)
 	if upstreamPrefixLen > len(full) {
 		upstreamPrefixLen = len(full)
