@@ -48,6 +48,9 @@ type Config struct {
 	// MaxConns bounds the connected devices (after the handshake).
 	// Connections beyond it are closed at once. Default 4096.
 	MaxConns int
+	// MaxConnsPerIP bounds the connections from one IP address (0: no
+	// limit — devices behind NAT share one address).
+	MaxConnsPerIP int
 	// MaxChannelsPerConn bounds the channels one connection may open (a
 	// proxy opens one per device behind it). Default 1024.
 	MaxChannelsPerConn int

@@ -103,6 +103,26 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
+func TestMaxConnsPerIP(t *testing.T) {
+	ts := startServer(t, Config{Plaintext: true, MaxConnsPerIP: 1})
+	a := ts.dial(t, 0)
+	c := dialDevice(t, ts.addr, devOpts{plaintext: true, noSetup: true})
+	c.closed(t)
+	if got := metricValue(t, ts.s.m.dropped.WithLabelValues("max_connections_per_ip")); got != 1 {
+		t.Fatalf("dropped{max_connections_per_ip} = %v", got)
+	}
+	// Once the first leaves, the address may connect again.
+	a.c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.s.connections()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("first connection not removed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ts.dial(t, 0)
+}
+
 // TestMalformedFrameClosesOnlyThatConnection sends broken frames on one
 // connection while another keeps mining.
 func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {

@@ -50,6 +50,7 @@ type Server struct {
 
 	connsMu  sync.Mutex
 	conns    map[uint64]*conn
+	perIP    map[string]int
 	nextConn uint64
 
 	upstreamTarget atomic.Pointer[[32]byte]
@@ -107,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		shares: make(chan Share, cfg.ShareQueue),
 		events: make(chan event, 1024),
 		conns:  make(map[uint64]*conn),
+		perIP:  make(map[string]int),
 	}
 	if err := s.state.init(&s.cfg); err != nil {
 		ln.Close()
@@ -189,9 +191,19 @@ func (s *Server) acceptLoop() error {
 			nc.Close()
 			continue
 		}
+		ip := hostOf(nc.RemoteAddr())
+		if s.cfg.MaxConnsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+			s.connsMu.Unlock()
+			s.m.dropped.WithLabelValues("max_connections_per_ip").Inc()
+			s.log.Warn("device refused: too many connections from its address", "remote", nc.RemoteAddr().String(),
+				"max_conns_per_ip", s.cfg.MaxConnsPerIP)
+			nc.Close()
+			continue
+		}
 		s.nextConn++
 		c := newConn(s, s.nextConn, nc)
 		s.conns[c.id] = c
+		s.perIP[ip]++
 		s.connsMu.Unlock()
 		s.m.connections.Inc()
 		c.log.Debug("device connected", "plaintext", s.cfg.Plaintext)
@@ -205,6 +217,12 @@ func (s *Server) removeConn(c *conn) {
 	s.connsMu.Lock()
 	_, ok := s.conns[c.id]
 	delete(s.conns, c.id)
+	if ok {
+		ip := hostOf(c.nc.RemoteAddr())
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
 	s.connsMu.Unlock()
 	if ok {
 		s.m.connections.Dec()
@@ -221,4 +239,16 @@ func (s *Server) connections() []*conn {
 		out = append(out, c)
 	}
 	return out
+}
+
+// hostOf is the IP address of a TCP peer.
+func hostOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
 }
