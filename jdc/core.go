@@ -65,11 +65,22 @@ const (
 	stageDeclaring
 	stageCustom
 	stageAcked
+	stageRetry // waiting to redo a job the JDS or pool called stale
 )
 
 func (s stage) String() string {
-	return [...]string{"need-token", "need-tx-data", "declaring", "custom-job", "acked"}[s]
+	return [...]string{"need-token", "need-tx-data", "declaring", "custom-job", "acked", "retry"}[s]
 }
+
+// A pool or JDS whose node has not seen the tip jdc's tp announced yet
+// answers stale-chain-tip; that is a race (jdc's own miners often find the
+// block), not a broken pair: the job is redone with a fresh token a few
+// times before it counts as a failure.
+const (
+	codeStaleChainTip = "stale-chain-tip"
+	maxStaleRetries   = 5
+	staleRetryDelay   = 500 * time.Millisecond
+)
 
 type job struct {
 	tmpl     *template
@@ -79,6 +90,7 @@ type job struct {
 	deadline time.Time
 	token    []byte
 	declared bool
+	retries  int
 	pending  []Share
 }
 
@@ -616,6 +628,9 @@ func (c *Core) Declared(now time.Time, pairIdx int, req uint32, newToken []byte,
 	if err != nil {
 		var de *DeclareError
 		if errors.As(err, &de) {
+			if de.Code == codeStaleChainTip && c.retryStale(now, &a, p) {
+				return a
+			}
 			c.fail(now, &a, p, "declare-error: "+de.Code, false)
 		} else {
 			c.fail(now, &a, p, "jds-declare: "+err.Error(), true)
@@ -733,6 +748,9 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 		c.reselect(now, &a, "")
 	case *messages.SetCustomMiningJobError:
 		if p.job == nil || p.job.req != m.RequestID || p.job.stage != stageCustom {
+			return a
+		}
+		if m.ErrorCode == codeStaleChainTip && c.retryStale(now, &a, p) {
 			return a
 		}
 		c.fail(now, &a, p, "custom-job-rejected: "+m.ErrorCode, false)
@@ -898,6 +916,9 @@ func (c *Core) Tick(now time.Time) Actions {
 			continue
 		}
 		switch j.stage {
+		case stageRetry:
+			j.stage, j.deadline = stageNeedToken, time.Time{}
+			c.advance(now, &a, p)
 		case stageNeedToken:
 			c.fail(now, &a, p, "jds-timeout: no token", true)
 		case stageDeclaring:
@@ -908,6 +929,20 @@ func (c *Core) Tick(now time.Time) Actions {
 	}
 	c.reselect(now, &a, "")
 	return a
+}
+
+// retryStale schedules the pair's job again after a stale-chain-tip answer;
+// false when it was retried enough.
+func (c *Core) retryStale(now time.Time, a *Actions, p *pair) bool {
+	j := p.job
+	if j == nil || j.retries >= maxStaleRetries || j.tmpl != c.cur {
+		return false
+	}
+	j.retries++
+	j.stage, j.deadline = stageRetry, now.Add(staleRetryDelay)
+	j.token, j.declared = nil, false
+	a.log(LevelDebug, "stale-chain-tip: redoing the job shortly", "pair", p.idx, "try", j.retries)
+	return true
 }
 
 // fail marks a pair failed (a failover trigger), dropping its job, and

@@ -440,7 +440,7 @@ func TestReturnAfterStable(t *testing.T) {
 			m = j
 		}
 	}
-	f.apply(f.c.PoolMessage(f.now, 0, &messages.SetCustomMiningJobError{ChannelID: 10, RequestID: m.RequestID, ErrorCode: "stale-chain-tip"}))
+	f.apply(f.c.PoolMessage(f.now, 0, &messages.SetCustomMiningJobError{ChannelID: 10, RequestID: m.RequestID, ErrorCode: "invalid-job"}))
 	if f.c.Active() != 1 {
 		t.Fatal("did not move to pair 1")
 	}
@@ -689,5 +689,41 @@ func TestOldSpareTokenDropped(t *testing.T) {
 	b := f.refill(0)
 	if m := customJobOf(b, 0); m == nil || !strings.HasPrefix(string(m.MiningJobToken), "tok-0-") {
 		t.Fatalf("%+v", b)
+	}
+}
+
+// stale-chain-tip is a race with the pool's node: the job is redone with a
+// fresh token; only repeated answers fail the pair.
+func TestStaleChainTipRetried(t *testing.T) {
+	for _, mode := range []Mode{CoinbaseOnly, FullTemplate} {
+		t.Run(mode.String(), func(t *testing.T) {
+			f := newFixture(t, poolCfg(mode, 2))
+			id := f.newTip(0)
+			f.txData(id)
+			a := f.connect(0)
+			f.acceptJob(1, f.connect(1))
+			reject := func(a Actions) Actions {
+				if d := declareOf(a, 0); d != nil {
+					return f.apply(f.c.Declared(f.now, 0, d.Req, nil, &DeclareError{Code: "stale-chain-tip"}))
+				}
+				m := customJobOf(a, 0)
+				if m == nil {
+					t.Fatalf("no job to reject: %+v", a)
+				}
+				return f.apply(f.c.PoolMessage(f.now, 0, &messages.SetCustomMiningJobError{ChannelID: 10, RequestID: m.RequestID, ErrorCode: "stale-chain-tip"}))
+			}
+			for i := 0; i < maxStaleRetries; i++ {
+				reject(a)
+				if f.c.Active() != 0 {
+					t.Fatalf("try %d: switched", i)
+				}
+				f.advance(staleRetryDelay)
+				a = f.refill(0)
+			}
+			reject(a)
+			if f.c.Active() != 1 || !strings.Contains(f.c.States()[0].Reason, "stale-chain-tip") {
+				t.Fatalf("active %s states %+v", SourceName(f.c.Active()), f.c.States())
+			}
+		})
 	}
 }

@@ -150,6 +150,9 @@ func (w *world) step() {
 			var err error
 			if fail {
 				err = &DeclareError{Code: "invalid-job"}
+				if w.rng.IntN(2) == 0 {
+					err = &DeclareError{Code: "stale-chain-tip"}
+				}
 			}
 			a = f.apply(f.c.Declared(f.now, i, d.Req, []byte("dt"), err))
 		}
@@ -158,7 +161,11 @@ func (w *world) step() {
 			delete(w.customs, i)
 			var msg = any(&messages.SetCustomMiningJobSuccess{ChannelID: m.ChannelID, RequestID: m.RequestID, JobID: m.RequestID})
 			if fail {
-				msg = &messages.SetCustomMiningJobError{ChannelID: m.ChannelID, RequestID: m.RequestID, ErrorCode: "invalid-job"}
+				code := "invalid-job"
+				if w.rng.IntN(2) == 0 {
+					code = "stale-chain-tip"
+				}
+				msg = &messages.SetCustomMiningJobError{ChannelID: m.ChannelID, RequestID: m.RequestID, ErrorCode: code}
 			}
 			switch x := msg.(type) {
 			case *messages.SetCustomMiningJobSuccess:
