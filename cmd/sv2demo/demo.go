@@ -171,6 +171,10 @@ func (d *demo) run(ctx context.Context) error {
 			return fmt.Errorf("start %s: %w", start.name, err)
 		}
 	}
+	if d.o.blocks > 0 && (d.proc("jdc") == nil || d.proc("sv2-cpuminer") == nil) {
+		return fmt.Errorf("-blocks %d: jdc and the CPU miners must run to find blocks, and they could not be started (%s)",
+			d.o.blocks, strings.Join(d.notes, "; "))
+	}
 	if d.bins["jdc"] == "" {
 		d.say("jdc is missing: the pool takes only custom jobs, so no miner can mine; showing the rest of the network.")
 	}
