@@ -43,7 +43,7 @@ type tinyServer struct {
 	// setupFlags go in SetupConnection.Success (e.g. REQUIRES_FIXED_VERSION).
 	setupFlags uint32
 	setups     []*messages.SetupConnection
-	opens   []*messages.OpenStandardMiningChannel
+	opens      []*messages.OpenStandardMiningChannel
 }
 
 type checkedShare struct {

@@ -54,4 +54,3 @@ func BenchmarkSharesOverNoise(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "shares/s")
 }
-
