@@ -70,9 +70,12 @@ type serverConn struct {
 	fixedAll bool
 }
 
-func newTinyServer(t *testing.T, plaintext bool, addr string) (*tinyServer, *[32]byte) {
+func newTinyServer(t *testing.T, plaintext bool, addr string, setupFlags ...uint32) (*tinyServer, *[32]byte) {
 	t.Helper()
 	s := &tinyServer{t: t, plaintext: plaintext, arrived: make(chan struct{}, 1024)}
+	for _, f := range setupFlags {
+		s.setupFlags |= f
+	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -547,8 +550,7 @@ func TestExtendedGroupJobsAndFixedVersion(t *testing.T) {
 		{"server requires a fixed version", messages.FlagRequiresFixedVersion, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, _ := newTinyServer(t, false, "")
-			srv.setupFlags = tc.flags
+			srv, _ := newTinyServer(t, false, "", tc.flags)
 			startMiner(t, Config{Addr: srv.addr(), HashRate: 20000, Workers: 2})
 			srv.waitShares(t, "shares on job 1", func(s []checkedShare) bool { return len(s) >= 1 })
 			c := srv.conn(0)
