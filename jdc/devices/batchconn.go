@@ -1,20 +1,37 @@
 package devices
 
 import (
+	"bufio"
 	"net"
 	"sync"
 )
 
-// batchConn lets a connection's writer turn many frames into one write
-// system call: between hold and flush, writes are collected in a buffer.
-// Outside a hold (the Noise handshake) writes go straight through. Only the
-// connection's writer goroutine holds and flushes, so the buffer needs no
-// lock of its own beyond the hold flag's.
+// batchConn cuts system calls on both directions of a connection. Writes:
+// between hold and flush they are collected in a buffer, so the writer turns
+// many frames into one write; outside a hold (the Noise handshake) they go
+// straight through. Reads go through a small buffer, so a burst of frames
+// (a proxy's shares) costs one read instead of two per frame. One goroutine
+// reads and one writes.
 type batchConn struct {
 	net.Conn
 	mu   sync.Mutex
 	held bool
 	buf  []byte
+	r    *bufio.Reader // nil: unbuffered reads
+}
+
+// readBuffer is the read buffer of a connection (per connection memory).
+const readBuffer = 4096
+
+func newBatchConn(c net.Conn) *batchConn {
+	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, readBuffer)}
+}
+
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return c.Conn.Read(p)
+	}
+	return c.r.Read(p)
 }
 
 // maxBatch is the buffer size at which a held batch is flushed early.
@@ -73,5 +90,5 @@ func (l batchListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &batchConn{Conn: c}, nil
+	return newBatchConn(c), nil
 }

@@ -338,3 +338,54 @@ func BenchmarkWorkDispatch(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkSharesOverNoise sends shares over one Noise connection as fast
+// as the server answers them (windowed), both ends on this machine: the
+// whole path a proxy's shares take (decrypt, decode, validate, answer,
+// encrypt).
+func BenchmarkSharesOverNoise(b *testing.B) {
+	ts := startServer(b, Config{Logger: hclog.NewNullLogger(), SendQueue: 4096})
+	ts.s.SetWork(testWork(1, true, 8))
+	ts.s.SetPrevHash(prevHash(1, hardBits))
+	ts.s.sync()
+	d := dialDevice(b, ts.addr, devOpts{authority: ts.pub, flags: messages.FlagRequiresStandardJobs, batch: true})
+	ch := d.openStandard(b, "bench", 1)
+	waitFor[*messages.MiningSetNewPrevHash](b, d, nil)
+	sh := d.grind(b, ch.ChannelID, nil, false)
+	answered := make(chan struct{}, 1<<16)
+	go func() {
+		for m := range d.msgs {
+			switch m.(type) {
+			case *messages.SubmitSharesSuccess, *messages.SubmitSharesError:
+				answered <- struct{}{}
+			}
+		}
+	}()
+	// The device sends its shares in bursts of 64 (one write each), at most
+	// 512 unanswered.
+	const burst, window = 64, 512
+	inflight := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		for inflight+burst > window {
+			<-answered
+			inflight--
+		}
+		d.bc.hold()
+		for j := 0; j < burst && i < b.N; j, i = j+1, i+1 {
+			m := &messages.SubmitSharesStandard{ChannelID: ch.ChannelID, SequenceNumber: uint32(i), JobID: sh.job,
+				Nonce: uint32(i), NTime: sh.ntime, Version: sh.version}
+			if err := d.c.WriteMessage(m, codec.Options{}); err != nil {
+				b.Fatal(err)
+			}
+			inflight++
+		}
+		if err := d.bc.flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for ; inflight > 0; inflight-- {
+		<-answered
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "shares/s")
+}

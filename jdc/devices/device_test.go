@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 type testDevice struct {
 	t    testing.TB
 	c    *noise.Conn
+	bc   *batchConn // with devOpts.batch
 	msgs chan codec.Message
 	done chan struct{}
 	err  error // why the reader stopped; read after done
@@ -61,6 +63,9 @@ type devJob struct {
 }
 
 type devOpts struct {
+	// batch wraps the TCP connection so writes can be collected and sent
+	// with one system call (d.bc.hold / flush).
+	batch     bool
 	plaintext bool
 	authority *[32]byte
 	flags     uint32
@@ -72,11 +77,25 @@ func dialDevice(t testing.TB, addr string, o devOpts) *testDevice {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := &noise.Config{Plaintext: o.plaintext, AuthorityPubKey: o.authority, InsecureSkipVerify: o.authority == nil}
-	c, err := noise.Dial(ctx, "tcp", addr, cfg)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
+	var c *noise.Conn
+	var bc *batchConn
+	if o.batch {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		bc = newBatchConn(nc)
+		c = noise.Client(bc, cfg)
+		if err := c.Handshake(ctx); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+	} else {
+		var err error
+		if c, err = noise.Dial(ctx, "tcp", addr, cfg); err != nil {
+			t.Fatalf("dial: %v", err)
+		}
 	}
-	d := &testDevice{t: t, c: c, msgs: make(chan codec.Message, 4096), done: make(chan struct{}),
+	d := &testDevice{bc: bc, t: t, c: c, msgs: make(chan codec.Message, 4096), done: make(chan struct{}),
 		channels: map[uint32]*devChannel{}, groups: map[uint32][]uint32{}}
 	t.Cleanup(func() { c.Close() })
 	go d.readLoop()
