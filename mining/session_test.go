@@ -3,6 +3,7 @@ package mining
 import (
 	"errors"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -558,5 +559,47 @@ func TestAppendVariantsShareTip(t *testing.T) {
 	}
 	if out, err := sessions[1].AppendNewPrevHash(buf[:0], 99, &tip); !errors.Is(err, ErrUnknownTemplate) || len(out) != 0 {
 		t.Fatal("unknown template")
+	}
+}
+
+// TestSessionsInParallel: sessions in their own goroutines share one
+// allocator, one job template and one tip (run with -race).
+func TestSessionsInParallel(t *testing.T) {
+	alloc := mustAlloc(t, []byte{7}, 12, 8)
+	_, txs := fakeTxs(3, 3)
+	jt := jobTemplate(t, newTemplateMsg(1, true, 10, txs), alloc.FullSize())
+	tip := tipAt(mainnetBits, t0)
+	tip.Target = tip.NetworkTarget()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := NewSession(Config{}, alloc)
+			for i := 0; i < 20; i++ {
+				s.OpenExtended(&messages.OpenExtendedMiningChannel{NominalHashRate: 1, MaxTarget: MaxTarget}, t0)
+				s.OpenStandard(&messages.OpenStandardMiningChannel{NominalHashRate: 1, MaxTarget: MaxTarget}, t0)
+			}
+			if _, err := s.NewTemplate(jt); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := s.AppendNewPrevHash(nil, 1, &tip); err != nil {
+				t.Error(err)
+				return
+			}
+			for _, c := range s.Channels() {
+				if c.Kind() == Extended {
+					s.SubmitExtended(&messages.SubmitSharesExtended{ChannelID: c.ID(), JobID: c.Jobs()[0].ID, NTime: tip.MinNTime, Version: jt.Version, Extranonce: make([]byte, 8)}, t0)
+				} else {
+					s.SubmitStandard(&messages.SubmitSharesStandard{ChannelID: c.ID(), JobID: c.Jobs()[0].ID, NTime: tip.MinNTime, Version: jt.Version}, t0)
+				}
+			}
+			s.CloseAll()
+		}()
+	}
+	wg.Wait()
+	if alloc.InUse() != 0 {
+		t.Fatalf("%d allocations left", alloc.InUse())
 	}
 }
