@@ -434,3 +434,25 @@ func TestJDSNodeRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestJDSValidateCatchUp: a coinbase-only custom job on a block the JDS's
+// tip watcher has not reported yet is checked against the node's tip, not
+// refused as stale.
+func TestJDSValidateCatchUp(t *testing.T) {
+	e := newEnv(t)
+	pub := zmqtest.New(t, "") // ZMQ configured but silent: no long-poll, no tips
+	j := e.startJDS(func(c *Config) {
+		c.ZMQ = node.ZMQConfig{HashBlock: pub.Endpoint()}
+		c.TipPollInterval = time.Hour
+	})
+	e.waitTip(j)
+	if _, err := e.n.Generate(e.ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	job := e.buildJob(nil, jobOpts{})
+	c := dialJDP(t, j, 0)
+	v, err := j.s.ValidateCustomJob(e.ctx, "u", job.customJob(c.allocate("u").MiningJobToken))
+	if err != nil || !v.OK {
+		t.Fatalf("%+v %v", v, err)
+	}
+}

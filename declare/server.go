@@ -406,6 +406,15 @@ func (s *Server) updateChain(ctx context.Context, t node.Tip) error {
 func (s *Server) ValidateCustomJob(ctx context.Context, userIdentity string, job *messages.SetCustomMiningJob) (Verdict, error) {
 	start := time.Now()
 	v := s.core.ValidateCustomJob(userIdentity, job, s.cfg.Now())
+	if v.Code == CodeStaleChainTip {
+		// The miner's node may have seen a new block a moment before our
+		// tip watcher: ask the node and check again if the tip moved.
+		before, _ := s.core.Chain()
+		s.refreshChain(ctx)
+		if after, _ := s.core.Chain(); after.TipHash != before.TipHash {
+			v = s.core.ValidateCustomJob(userIdentity, job, s.cfg.Now())
+		}
+	}
 	s.m.validationSecond.Observe(time.Since(start).Seconds())
 	if v.OK {
 		s.m.validations.WithLabelValues("ok", "").Inc()
@@ -516,12 +525,12 @@ func (s *Server) ServeAPI(ctx context.Context, ln net.Listener) error {
 // built with NewMetrics(reg, s.Core()) export the core's gauges too).
 func (s *Server) SetMetrics(m *Metrics) { s.m = m }
 
-// refreshChain asks the node for its tip now, at most every 250 ms however
+// refreshChain asks the node for its tip now, at most every 50 ms however
 // many connections ask, and updates the chain when it moved.
 func (s *Server) refreshChain(ctx context.Context) {
 	now := time.Now().UnixNano()
 	last := s.refreshAt.Load()
-	if now-last < int64(250*time.Millisecond) || !s.refreshAt.CompareAndSwap(last, now) {
+	if now-last < int64(50*time.Millisecond) || !s.refreshAt.CompareAndSwap(last, now) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
