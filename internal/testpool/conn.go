@@ -360,6 +360,14 @@ func (p *Pool) submitBlocks() {
 				break
 			}
 			rec.Err = err.Error()
+			var refused *declare.BlockError
+			if errors.As(err, &refused) {
+				// The JDS answered and cannot rebuild this block (e.g. a
+				// coinbase-only job): asking again changes nothing. The
+				// miner's jdc submits its blocks itself.
+				rec.Refused = true
+				break
+			}
 			if ctx.Err() != nil || i == attempts-1 {
 				break
 			}
@@ -370,6 +378,8 @@ func (p *Pool) submitBlocks() {
 		}
 		p.countBlock(rec)
 		switch {
+		case rec.Refused:
+			p.log.Warn("the JDS cannot rebuild this block (the miner's jdc submits it itself)", "hash", b.hash, "answer", rec.Err)
 		case rec.Err != "":
 			p.log.Error("block hand-over to the JDS failed", "hash", b.hash, "error", rec.Err)
 		case rec.Result.Accepted:

@@ -510,3 +510,27 @@ func TestDisplayHash(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+// TestBlockRefusedByJDS: a block the JDS cannot rebuild (coinbase-only job)
+// is handed over once, not retried, and counted as refused.
+func TestBlockRefusedByJDS(t *testing.T) {
+	api := newFakeAPI()
+	api.blockErr = &declare.BlockError{Code: "coinbase-only-job", Details: "cannot rebuild"}
+	p := startPool(t, Config{API: api})
+	c := dialPool(t, p)
+	c.setup(messages.FlagRequiresWorkSelection)
+	ch := c.openExtended("erin", 0)
+	job, jt := customJob(t, ch, 1, regtestBits, 1)
+	c.send(job)
+	ok := recvAs[*messages.SetCustomMiningJobSuccess](c)
+	c.send(grind(t, ch, jt, job, ok.JobID, ch.Target, true, make([]byte, ch.ExtranonceSize)))
+	recvAs[*messages.SubmitSharesSuccess](c)
+	waitFor(t, "the refusal counted", func() bool { return p.Stats().BlocksRefused == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := len(api.blockCalls()); n != 1 {
+		t.Fatalf("%d hand-overs, want 1", n)
+	}
+	if st := p.Stats(); st.BlocksFailed != 0 || !st.Blocks[0].Refused || st.BlocksFound != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -21,9 +21,10 @@ type Stats struct {
 	SharesAccepted     uint64
 	SharesRejected     map[string]uint64
 	// BlocksFound counts block-solving shares; BlocksAccepted and
-	// BlocksRejected what the JDS's node answered; BlocksFailed the
-	// hand-overs that failed (JDS unreachable).
-	BlocksFound, BlocksAccepted, BlocksRejected, BlocksFailed uint64
+	// BlocksRejected what the JDS's node answered; BlocksRefused the
+	// blocks the JDS could not rebuild (coinbase-only jobs, unknown
+	// tokens); BlocksFailed the hand-overs that failed (JDS unreachable).
+	BlocksFound, BlocksAccepted, BlocksRejected, BlocksRefused, BlocksFailed uint64
 	// Blocks are the most recent block results, oldest first.
 	Blocks []BlockRecord
 	// Users holds the same counters per user_identity.
@@ -47,6 +48,9 @@ type BlockRecord struct {
 	Hash   string // display byte order
 	Result declare.BlockResult
 	Err    string // set when the hand-over failed
+	// Refused: the JDS answered that it cannot rebuild the block (Err has
+	// its code and details).
+	Refused bool
 }
 
 const maxBlockRecords = 64
@@ -124,6 +128,9 @@ func (p *Pool) countBlock(rec BlockRecord) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case rec.Refused:
+		p.stats.s.BlocksRefused++
+		p.m.blocksSubmitted.WithLabelValues("refused").Inc()
 	case rec.Err != "":
 		p.stats.s.BlocksFailed++
 		p.m.blocksSubmitted.WithLabelValues("error").Inc()
@@ -188,7 +195,7 @@ func newPoolMetrics(reg prometheus.Registerer) (*poolMetrics, error) {
 		blocksFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "sv2pool_blocks_found_total",
 			Help: "Shares that met the network target."}),
 		blocksSubmitted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sv2pool_blocks_submitted_total",
-			Help: "Blocks handed to the JDS, by result (accepted, rejected by the node, error)."}, []string{"result"}),
+			Help: "Blocks handed to the JDS, by result (accepted, rejected by the node, refused: the JDS cannot rebuild it, error: unreachable)."}, []string{"result"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.channels, m.customJobs, m.shares, m.blocksFound, m.blocksSubmitted} {
