@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"net"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -606,4 +607,49 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestShutdownLeavesNoGoroutines stops a server with devices connected,
+// one of them blocked on a block the share queue cannot take.
+func TestShutdownLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		ts := startServer(t, Config{Plaintext: true, ShareQueue: 1})
+		ts.s.SetWork(testWork(1, true, 8))
+		ts.s.SetPrevHash(prevHash(1, easyBits))
+		var ds []*testDevice
+		for i := 0; i < 3; i++ {
+			d := ts.dial(t, 0)
+			d.openExtended(t, "x", 1, 4)
+			waitFor[*messages.MiningSetNewPrevHash](t, d, nil)
+			ds = append(ds, d)
+		}
+		// Two blocks: the second holds its device's reader.
+		netT := templates.TargetFromBits(easyBits)
+		for i := 0; i < 2; i++ {
+			ch := uint32(0)
+			ds[0].mu.Lock()
+			for id, c := range ds[0].channels {
+				if c.extended {
+					ch = id
+				}
+			}
+			ds[0].mu.Unlock()
+			ds[0].submit(ds[0].grind(t, ch, &netT, false), true)
+		}
+		time.Sleep(50 * time.Millisecond)
+		ts.stop()
+		for _, d := range ds {
+			d.closed(t)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines left (before: %d):\n%s", runtime.NumGoroutine(), before, buf[:n])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
