@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,6 +146,36 @@ func TestRunRegtest(t *testing.T) {
 	v, err := declare.NewHTTPClient(apiURL).ValidateCustomJob(ctx, "u", &messages.SetCustomMiningJob{MiningJobToken: tok.MiningJobToken})
 	if err != nil || v.Code != declare.CodeJobNotYetValidated {
 		t.Fatalf("%+v %v", v, err)
+	}
+	// The metrics say so.
+	errOut.mu.Lock()
+	logs := errOut.b.String()
+	errOut.mu.Unlock()
+	_, rest, _ := strings.Cut(logs, "metrics on /metrics: addr=")
+	metricsAddr, _, _ := strings.Cut(rest, "\n")
+	want := []string{"jds_tokens_allocated_total 1", `jds_custom_job_validations_total{reason="job-not-yet-validated",result="rejected"} 1`,
+		"jds_connections 1", "jds_mempool_in_sync 1"}
+	var missing []string
+	for try := 0; try < 50; try++ { // the mirror's first sync may still run
+		resp, err := http.Get("http://" + strings.TrimSpace(metricsAddr) + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics (%q): %v", metricsAddr, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("metrics lack %q", missing)
 	}
 	cancel()
 	select {
