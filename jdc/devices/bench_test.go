@@ -145,10 +145,12 @@ func BenchmarkNewTipFanout(b *testing.B) {
 				<-done
 			}
 
+			// The timer runs through the whole cycle (future work, flush, tip)
+			// so -benchtime stays a bound on wall time; the tip latency is in
+			// the reported metrics.
 			var all []time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				b.StopTimer()
 				id := uint64(i + 2)
 				ts.s.SetWork(testWork(id, true, 8))
 				ts.s.sync()
@@ -156,7 +158,6 @@ func BenchmarkNewTipFanout(b *testing.B) {
 				mu.Lock()
 				got, lastWritten = 0, time.Time{}
 				mu.Unlock()
-				b.StartTimer()
 				posted := time.Now()
 				ts.s.SetPrevHash(prevHash(id, hardBits))
 				select {
@@ -164,7 +165,6 @@ func BenchmarkNewTipFanout(b *testing.B) {
 				case <-time.After(10 * time.Second):
 					b.Fatalf("tip %d: only %d of %d connections written", id, got, bc.conns)
 				}
-				b.StopTimer()
 				mu.Lock()
 				all = append(all, lastWritten.Sub(posted))
 				mu.Unlock()
