@@ -576,6 +576,9 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 		return a
 	}
 	p.tokenReq = 0
+	if err == nil && m == nil {
+		err = errors.New("no token")
+	}
 	if err != nil {
 		c.fail(now, &a, p, "jds-token: "+err.Error(), true)
 		return a
