@@ -43,6 +43,8 @@ const (
 	DefaultTick         = 200 * time.Millisecond
 	eventQueue          = 1024
 	maxTxDataInFlight   = 8
+	// statusEvery paces the status line in the log.
+	statusEvery = time.Minute
 	// hashRateReport paces UpdateChannel to the pools.
 	hashRateReport = 30 * time.Second
 	// stableConn: a connection that lasted this long resets its backoff.
@@ -259,6 +261,8 @@ func (d *Daemon) post(ctx context.Context, e event) bool {
 func (d *Daemon) loop(ctx context.Context, srvErr <-chan error) error {
 	tick := time.NewTicker(d.cfg.Tick)
 	defer tick.Stop()
+	status := time.NewTicker(statusEvery)
+	defer status.Stop()
 	shares := d.devices.Shares()
 	for {
 		var a jdc.Actions
@@ -282,6 +286,9 @@ func (d *Daemon) loop(ctx context.Context, srvErr <-chan error) error {
 			})
 		case now := <-tick.C:
 			a = d.core.Tick(now)
+		case <-status.C:
+			d.logStatus()
+			continue
 		}
 		d.execute(ctx, a)
 		if !tip.IsZero() {
@@ -369,6 +376,22 @@ func (d *Daemon) updateStatus(blocks int) {
 	d.status.States = st
 	d.status.Blocks += blocks
 	d.stMu.Unlock()
+}
+
+// logStatus writes one line an operator can follow: what the devices mine
+// for, each pair's state, the devices.
+func (d *Daemon) logStatus() {
+	kv := []any{"active", jdc.SourceName(d.core.Active()), "tp_connected", d.currentTP() != nil}
+	for i, st := range d.core.States() {
+		v := st.State
+		if st.Reason != "" && (st.State == "failed" || st.State == "probing") {
+			v += " (" + st.Reason + ")"
+		}
+		kv = append(kv, "pair-"+strconv.Itoa(i), v)
+	}
+	ds := d.devices.Stats()
+	kv = append(kv, "devices", ds.Connections, "channels", ds.Channels, "hashrate", ds.HashRate, "blocks", d.Status().Blocks)
+	d.log.Info("status", kv...)
 }
 
 // reasonLabel keeps the metric label set small: the reason up to its colon
