@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 BIN       := bin
-BINARIES  := tp jdc jds sv2-keygen
+BINARIES  := tp jdc jds sv2-keygen sv2-pool sv2-cpuminer
 
 export GOFLAGS := -buildvcs=false
 
