@@ -16,6 +16,7 @@ import (
 type fanoutEncoder struct {
 	arena  []byte
 	cached []cachedExt
+	msgs   []codec.Message // reusable message buffer of the fan-out
 }
 
 // extKey identifies the bytes after channel_id and job_id of a

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sv2kit/sv2kit/mining"
+	"github.com/sv2kit/sv2kit/sv2/codec"
+	"github.com/sv2kit/sv2kit/templates"
 )
 
 // event is a call from jdc, handled in order by the dispatcher goroutine so
@@ -216,7 +218,7 @@ func (s *Server) handleWork(w *Work, at time.Time) {
 				s.m.countJob(m)
 			}
 		}
-		msgs, err := sess.NewTemplate(jt)
+		msgs, err := sess.AppendNewTemplate(enc.msgs[:0], jt)
 		if err != nil {
 			c.log.Warn("no job for work", "work", w.ID, "error", err)
 		}
@@ -224,6 +226,7 @@ func (s *Server) handleWork(w *Work, at time.Time) {
 			b.frames = append(b.frames, enc.frame(m))
 			s.m.countJob(m)
 		}
+		enc.msgs = msgs
 		if len(b.frames) > 0 {
 			c.send(b)
 		}
@@ -243,8 +246,11 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 	// Devices may only be switched to a job they got as a future job: a
 	// work sent active is sent again as one first.
 	fj := futureForm(jt)
-	tip := mining.ChainTip{PrevHash: p.PrevHash, MinNTime: p.MinNTime, NBits: p.NBits, Since: s.cfg.now()}
-	st.tip, st.tipWork, st.futures = &tip, fj, nil
+	// One tip shared by every session (the mining core keeps the pointer):
+	// never modified after this.
+	tip := &mining.ChainTip{PrevHash: p.PrevHash, MinNTime: p.MinNTime, NBits: p.NBits,
+		Target: templates.TargetFromBits(p.NBits), Since: s.cfg.now()}
+	st.tip, st.tipWork, st.futures = tip, fj, nil
 
 	conns := s.connections()
 	enc := newFanoutEncoder()
@@ -259,6 +265,7 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 	// One allocation for every connection's batch and frames.
 	batches := make([]batch, len(conns))
 	frames := make([]outFrame, 0, 2*len(conns))
+	var msgs []codec.Message // reused: each connection's messages are encoded at once
 	for i, c := range conns {
 		c.mu.Lock()
 		sess := c.cs.sess
@@ -270,24 +277,17 @@ func (s *Server) handlePrevHash(p *PrevHash, at time.Time) {
 		b.onSent = observe
 		start := len(frames)
 		b.frames = frames[start:start]
+		msgs = msgs[:0]
 		if fj != jt {
-			msgs, _ := sess.NewTemplate(fj)
-			for _, m := range msgs {
-				b.frames = append(b.frames, enc.frame(m))
-				s.m.countJob(m)
-			}
+			msgs, _ = sess.AppendNewTemplate(msgs, fj)
 		}
-		msgs, err := sess.NewPrevHash(fj.ID, tip)
-		if err != nil {
+		n := len(msgs)
+		var err error
+		if msgs, err = sess.AppendNewPrevHash(msgs, fj.ID, tip); err != nil {
 			// The session never had this future template (it arrived while
 			// the connection was being set up): give it now, then activate.
-			more, _ := sess.NewTemplate(fj)
-			for _, m := range more {
-				b.frames = append(b.frames, enc.frame(m))
-				s.m.countJob(m)
-			}
-			msgs, err = sess.NewPrevHash(fj.ID, tip)
-			if err != nil {
+			msgs, _ = sess.AppendNewTemplate(msgs[:n], fj)
+			if msgs, err = sess.AppendNewPrevHash(msgs, fj.ID, tip); err != nil {
 				c.log.Warn("no job for the new tip", "work", p.WorkID, "error", err)
 			}
 		}
