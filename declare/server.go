@@ -3,6 +3,7 @@ package declare
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -437,7 +438,8 @@ func (s *Server) SubmitBlockShare(ctx context.Context, userIdentity string, shar
 	return s.publish(ctx, b, "pool-api")
 }
 
-// publish writes a block to disk, syncs it, then submits it.
+// publish writes a block to disk, syncs it, then submits it, retrying
+// while the node cannot be reached.
 func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockResult, error) {
 	res := BlockResult{Hash: b.HashString()}
 	path, err := writeBlockFile(s.cfg.BlockDir, b)
@@ -450,10 +452,16 @@ func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockR
 	// The submission must not die with the connection that brought it.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SubmitTimeout)
 	defer cancel()
-	result, err := s.cfg.Node.SubmitBlock(sctx, b.Raw)
+	result, err := s.submit(sctx, b.Raw)
 	if err != nil {
 		s.m.blocks.WithLabelValues(via, "error").Inc()
-		s.log.Error("submitblock failed", "hash", res.Hash, "error", err, "hint", node.Hint(err))
+		if path != "" {
+			s.log.Error("submitblock failed; the block is on disk, submit it by hand: bitcoin-cli submitblock $(cat FILE)",
+				"hash", res.Hash, "file", path, "error", err, "hint", node.Hint(err))
+		} else {
+			s.log.Error("submitblock failed and the block is not on disk", "hash", res.Hash, "block", hex.EncodeToString(b.Raw),
+				"error", err, "hint", node.Hint(err))
+		}
 		return res, fmt.Errorf("submitblock %s: %w", res.Hash, err)
 	}
 	res.Result = result
@@ -468,31 +476,63 @@ func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockR
 	return res, nil
 }
 
-// writeBlockFile writes <height>-<hash>.block (raw bytes) and syncs the
-// file and its directory, so the block survives a crash right after.
+// submit calls submitblock until the node answers: errors that say the
+// node was not reached (down, restarting, busy, warming up) are retried
+// until ctx ends; an answer, even an RPC error, is final.
+func (s *Server) submit(ctx context.Context, raw []byte) (string, error) {
+	var result string
+	bo := node.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	err := node.Retry(ctx, &bo, func(ctx context.Context) error {
+		r, err := s.cfg.Node.SubmitBlock(ctx, raw)
+		if err != nil {
+			if node.IsTransport(err) || node.IsBusy(err) || node.IsWarmup(err) || node.IsCookie(err) {
+				return err
+			}
+			return node.Permanent(err)
+		}
+		result = r
+		return nil
+	}, func(err error, attempt int, wait time.Duration) {
+		s.log.Warn("submitblock did not reach the node; retrying", "attempt", attempt, "retry_in", wait, "error", err, "hint", node.Hint(err))
+	})
+	return result, err
+}
+
+// writeBlockFile writes <height>-<hash>.hex (the block in hex, as
+// submitblock takes it) through a temporary file and a rename, and syncs
+// the file and its directory, so the block survives a crash right after.
 func writeBlockFile(dir string, b *FoundBlock) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return "", fmt.Errorf("create %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%d-%s.block", b.Height, b.HashString()))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	path := filepath.Join(dir, fmt.Sprintf("%d-%s.hex", b.Height, b.HashString()))
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("create %s: %w", tmp, err)
 	}
-	if _, err := f.Write(b.Raw); err != nil {
-		f.Close()
-		return "", err
+	data := make([]byte, hex.EncodedLen(len(b.Raw))+1)
+	hex.Encode(data, b.Raw)
+	data[len(data)-1] = '\n'
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", tmp, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("rename %s: %w", tmp, err)
 	}
-	if err := f.Close(); err != nil {
-		return "", err
+	d, err := os.Open(dir)
+	if err != nil {
+		return path, fmt.Errorf("sync directory %s: %w", dir, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	serr = d.Sync()
+	d.Close()
+	if serr != nil {
+		return path, fmt.Errorf("sync directory %s: %w", dir, serr)
 	}
 	return path, nil
 }
