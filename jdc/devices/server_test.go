@@ -201,8 +201,9 @@ func TestShareErrors(t *testing.T) {
 	staleExt := d.grind(t, ext.ChannelID, nil, false)
 	ts.s.SetWork(testWork(2, true, space))
 	ts.s.SetPrevHash(prevHash(2, hardBits))
-	waitFor[*messages.MiningSetNewPrevHash](t, d, func(m *messages.MiningSetNewPrevHash) bool { return m.ChannelID == ext.ChannelID })
-	time.Sleep(50 * time.Millisecond) // both channels' SetNewPrevHash were in one batch
+	for seen := map[uint32]bool{}; !seen[ext.ChannelID] || !seen[std.GroupChannelID]; {
+		seen[waitFor[*messages.MiningSetNewPrevHash](t, d, nil).ChannelID] = true
+	}
 
 	for _, tc := range []struct {
 		name     string
