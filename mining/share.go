@@ -1,7 +1,6 @@
 package mining
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"time"
 
@@ -127,7 +126,7 @@ func (s *Session) submit(chID, jobID, nonce, ntime, version uint32, ext []byte, 
 		s.ensureRoot(j)
 		r.Header.MerkleRoot = j.MerkleRoot
 	}
-	r.Hash = hashHeader(&r.Header)
+	r.Hash = r.Header.Hash()
 	block := templates.MeetsTarget(&r.Hash, &tip.Target)
 	// Shares on a job issued before a retarget count at the easier target.
 	target, diff := &c.target, c.targetDiff
@@ -155,19 +154,6 @@ func (c *Channel) reject(r Result, code string) Result {
 	c.stats.Rejected++
 	r.Status, r.Code = Rejected, code
 	return r
-}
-
-// hashHeader is SHA256d of the 80-byte header, built on the stack.
-func hashHeader(h *templates.Header) [32]byte {
-	var b [80]byte
-	binary.LittleEndian.PutUint32(b[0:], h.Version)
-	copy(b[4:36], h.PrevHash[:])
-	copy(b[36:68], h.MerkleRoot[:])
-	binary.LittleEndian.PutUint32(b[68:], h.Time)
-	binary.LittleEndian.PutUint32(b[72:], h.Bits)
-	binary.LittleEndian.PutUint32(b[76:], h.Nonce)
-	first := sha256.Sum256(b[:])
-	return sha256.Sum256(first[:])
 }
 
 // dupSet remembers share hashes (their first 8 bytes) in two generations of
