@@ -902,9 +902,9 @@ func (c *Core) block(a *Actions, w *work, s Share) {
 			NBits: t.prev.NBits, Version: s.Version,
 		}
 	}
+	// No log line here: the shell logs the block once it is on disk.
 	a.Blocks = append(a.Blocks, fb)
 	a.share(w.source, "block", "", 1)
-	a.log(LevelInfo, "block found", "hash", fb.HashString(), "source", SourceName(w.source), "template", t.msg.TemplateID)
 }
 
 // ------------------------------------------------------------ failover

@@ -818,14 +818,16 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 	if b.Raw != nil {
 		rec.Block = hex.EncodeToString(b.Raw)
 	}
-	if err := writeSynced(filepath.Join(d.cfg.BlocksDir, rec.Hash+".json"), rec); err != nil {
+	file := filepath.Join(d.cfg.BlocksDir, rec.Hash+".json")
+	if err := writeSynced(file, rec); err != nil {
 		// Still submit: losing the block is worse than a missing file.
 		d.m.submissions.WithLabelValues("disk", "error").Inc()
 		d.log.Error("cannot write the found block to disk; submitting anyway", "hash", rec.Hash, "error", err)
 	} else {
 		d.m.submissions.WithLabelValues("disk", "ok").Inc()
 	}
-	d.log.Info("block found", "hash", rec.Hash, "source", rec.Source, "template", b.TemplateID)
+	// The one log line per block (the core leaves it to the shell).
+	d.log.Info("block found", "hash", rec.Hash, "source", rec.Source, "template", b.TemplateID, "file", file)
 	tp := d.currentTP()
 	_, dc := d.conns(b.Source)
 	sol, push, raw := b.Solution, b.Push, b.Raw
