@@ -48,6 +48,7 @@ func ParseMode(s string) (Mode, error) {
 // Defaults applied by New to the zero fields of a Config.
 const (
 	DefaultReturnAfter        = 60 * time.Second
+	DefaultStartGrace         = 3 * time.Second
 	DefaultTokenTimeout       = 10 * time.Second
 	DefaultDeclareTimeout     = 10 * time.Second
 	DefaultCustomJobTimeout   = 10 * time.Second
@@ -82,6 +83,14 @@ type Config struct {
 	// ReturnAfter is how long a pair that failed must stay healthy (its
 	// custom jobs acknowledged, no trigger) before jdc returns to it.
 	ReturnAfter time.Duration
+	// StartGrace is how long, from the core's first source decision (jdc's
+	// start), a pair that has not connected yet and never failed is waited
+	// for before a lower pair is taken: operators expect the first pair,
+	// not whichever connected first. Devices are never left idle for it:
+	// they mine solo meanwhile when a solo payout is configured, and without
+	// one (no work at all) a lower pair is taken at once and left when the
+	// higher one is ready. Negative: no grace.
+	StartGrace time.Duration
 	// TokenTimeout, DeclareTimeout and CustomJobTimeout bound the waits on
 	// the JDS (a token, a DeclareMiningJob answer) and on the pool (the
 	// SetCustomMiningJob answer); past them the pair has failed.
@@ -115,6 +124,9 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.ReturnAfter, DefaultReturnAfter)
+	if c.StartGrace == 0 {
+		c.StartGrace = DefaultStartGrace
+	}
 	def(&c.TokenTimeout, DefaultTokenTimeout)
 	def(&c.DeclareTimeout, DefaultDeclareTimeout)
 	def(&c.CustomJobTimeout, DefaultCustomJobTimeout)

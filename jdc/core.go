@@ -144,6 +144,9 @@ type Core struct {
 
 	active      int
 	constraints Constraints
+	// graceEnd ends the start grace (Config.StartGrace); set by the first
+	// source decision.
+	graceEnd time.Time
 }
 
 // New returns a core with the defaults applied to cfg's zero fields.
@@ -1005,7 +1008,7 @@ func (c *Core) reselect(now time.Time, a *Actions, reason string) {
 			break
 		}
 	}
-	if best == c.active {
+	if best == c.active || c.holdForHigher(now, best) {
 		return
 	}
 	if reason == "" {
@@ -1041,6 +1044,31 @@ func (c *Core) reselect(now time.Time, a *Actions, reason string) {
 	}
 	tg := c.targetOf(best)
 	a.Devices = append(a.Devices, DeviceOp{Target: &tg})
+}
+
+// holdForHigher: during the start grace, keep the devices where they are
+// instead of moving them to best while a higher pair may still connect. Only
+// when that costs no valid work: they mine solo, or there is no tip yet.
+func (c *Core) holdForHigher(now time.Time, best int) bool {
+	if c.graceEnd.IsZero() {
+		c.graceEnd = now.Add(c.cfg.StartGrace)
+	}
+	if c.cfg.StartGrace < 0 || !now.Before(c.graceEnd) {
+		return false
+	}
+	noTip := c.cur == nil || c.cur.prev == nil
+	if c.active != Solo && !(c.active == None && noTip) {
+		return false
+	}
+	for _, p := range c.pairs {
+		if best >= 0 && p.idx >= best {
+			break
+		}
+		if !p.connected() && !p.everFailed {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Core) targetOf(src int) [32]byte {

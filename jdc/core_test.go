@@ -727,3 +727,74 @@ func TestStaleChainTipRetried(t *testing.T) {
 		})
 	}
 }
+
+// At start the devices wait (on solo work) for the first pair instead of
+// taking whichever pair connected first; past StartGrace a lower pair is
+// taken. Without solo work to wait on, a lower pair is taken at once.
+func TestStartGracePrefersFirstPair(t *testing.T) {
+	t.Run("first pair within the grace", func(t *testing.T) {
+		f := newFixture(t, poolCfg(CoinbaseOnly, 2))
+		f.newTip(0)
+		f.connect(1)
+		if f.c.Active() != Solo {
+			t.Fatalf("took %s during the start grace", SourceName(f.c.Active()))
+		}
+		f.advance(DefaultStartGrace / 2)
+		f.connect(0)
+		f.advance(DefaultStartGrace)
+		var sw []Switch
+		for _, a := range f.all {
+			sw = append(sw, a.Switches...)
+		}
+		if f.c.Active() != 0 || len(sw) != 1 || sw[0].From != Solo || sw[0].Reason != "pair-ready" {
+			t.Fatalf("active %s switches %+v, want one solo → pair-0", SourceName(f.c.Active()), sw)
+		}
+	})
+	t.Run("lower pair after the grace", func(t *testing.T) {
+		f := newFixture(t, poolCfg(CoinbaseOnly, 2))
+		f.newTip(0)
+		f.connect(1)
+		f.advance(DefaultStartGrace - time.Millisecond)
+		if f.c.Active() != Solo {
+			t.Fatal("grace ended early")
+		}
+		f.advance(time.Millisecond)
+		if f.c.Active() != 1 {
+			t.Fatalf("active %s after the grace", SourceName(f.c.Active()))
+		}
+		// The first pair still takes over when it connects.
+		f.connect(0)
+		if f.c.Active() != 0 {
+			t.Fatalf("active %s", SourceName(f.c.Active()))
+		}
+	})
+	t.Run("a failed higher pair is not waited for", func(t *testing.T) {
+		f := newFixture(t, poolCfg(CoinbaseOnly, 2))
+		f.newTip(0)
+		f.apply(f.c.PoolUp(f.now, 0, Channel{ID: 1, ExtranonceSize: 0})) // unusable: fails
+		f.connect(1)
+		if f.c.Active() != 1 {
+			t.Fatalf("active %s", SourceName(f.c.Active()))
+		}
+	})
+	t.Run("no solo: a lower pair at once", func(t *testing.T) {
+		cfg := poolCfg(CoinbaseOnly, 2)
+		cfg.SoloScript = nil
+		f := newFixture(t, cfg)
+		f.newTip(0)
+		f.connect(1)
+		if f.c.Active() != 1 {
+			t.Fatalf("devices left without work: active %s", SourceName(f.c.Active()))
+		}
+	})
+	t.Run("grace off", func(t *testing.T) {
+		cfg := poolCfg(CoinbaseOnly, 2)
+		cfg.StartGrace = -1
+		f := newFixture(t, cfg)
+		f.newTip(0)
+		f.connect(1)
+		if f.c.Active() != 1 {
+			t.Fatalf("active %s", SourceName(f.c.Active()))
+		}
+	})
+}

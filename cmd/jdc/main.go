@@ -97,6 +97,7 @@ type Config struct {
 
 	Failover struct {
 		ReturnAfter      time.Duration `toml:"return-after" help:"how long a pair that failed must stay healthy before jdc returns to it"`
+		StartGrace       time.Duration `toml:"start-grace" help:"at start, how long to wait for a higher pair to connect before taking a lower one (devices mine solo meanwhile, if configured; 0: no wait)"`
 		TokenTimeout     time.Duration `toml:"token-timeout" help:"JDS slow: no token within this long fails the pair"`
 		DeclareTimeout   time.Duration `toml:"declare-timeout" help:"JDS slow: no DeclareMiningJob answer within this long fails the pair"`
 		CustomJobTimeout time.Duration `toml:"custom-job-timeout" help:"pool slow: no SetCustomMiningJob answer within this long fails the pair"`
@@ -136,6 +137,7 @@ func defaults() *Config {
 	c.Devices.ExtranonceSize = devices.DefaultExtranonceSize
 	c.Devices.SendQueue = devices.DefaultSendQueue
 	c.Failover.ReturnAfter = jdc.DefaultReturnAfter
+	c.Failover.StartGrace = jdc.DefaultStartGrace
 	c.Failover.TokenTimeout = jdc.DefaultTokenTimeout
 	c.Failover.DeclareTimeout = jdc.DefaultDeclareTimeout
 	c.Failover.CustomJobTimeout = jdc.DefaultCustomJobTimeout
@@ -323,6 +325,13 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 			return nil, config.Invalid(c.key, "must be positive", "set a positive value or remove the key for the default")
 		}
 	}
+	startGrace := cfg.Failover.StartGrace
+	switch {
+	case startGrace < 0:
+		return nil, config.Invalid("failover.start-grace", "negative", "use 0s (no wait) or e.g. 3s")
+	case startGrace == 0:
+		startGrace = -1 // the core's zero is its default
+	}
 	if cfg.Devices.ExtranonceSize+2 > 16 {
 		return nil, config.Invalid("devices.extranonce-size", fmt.Sprintf("%d leaves too little of a pool's extranonce for channel ids", cfg.Devices.ExtranonceSize),
 			"use at most 14 (8 or less is typical)")
@@ -364,7 +373,7 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	}
 	dc := daemon.Config{
 		Core: jdc.Config{Mode: mode, SoloScript: solo, Tag: tag,
-			ReturnAfter: cfg.Failover.ReturnAfter, TokenTimeout: cfg.Failover.TokenTimeout,
+			ReturnAfter: cfg.Failover.ReturnAfter, StartGrace: startGrace, TokenTimeout: cfg.Failover.TokenTimeout,
 			DeclareTimeout: cfg.Failover.DeclareTimeout, CustomJobTimeout: cfg.Failover.CustomJobTimeout,
 			TokenMaxAge: cfg.Failover.TokenMaxAge, ShareRejectLimit: cfg.Failover.ShareRejectLimit, MaxPendingShares: cfg.Failover.MaxPendingShares},
 		TPAddr: cfg.TP.Addr, TPAuthorityKey: tpKey, TPPlaintext: cfg.TP.Plaintext,

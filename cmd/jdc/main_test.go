@@ -70,6 +70,7 @@ user-identity = "farm"
 		{"solo with upstreams", []string{"-config", upstream(""), "-mode", "solo", "-solo.script", "51"}, "upstreams"},
 		{"upstream user", []string{"-config", noUser}, "upstreams[0].user-identity"},
 		{"zero timeout", []string{"-config", upstream(""), "-failover.return-after", "0s"}, "failover.return-after"},
+		{"negative start grace", []string{"-config", upstream(""), "-failover.start-grace", "-1s"}, "failover.start-grace"},
 		{"metrics", []string{"-config", upstream(""), "-metrics.listen", "nope"}, "metrics.listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
