@@ -3,8 +3,10 @@ package declare
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
+	"github.com/sv2kit/sv2kit/mempool"
 	"github.com/sv2kit/sv2kit/templates"
 )
 
@@ -114,9 +116,9 @@ func parseDeclaredCoinbase(prefix, suffix []byte) (*declaredCoinbase, *coinbaseE
 	full := len(prefix) + cb.extranonceLen + len(suffix)
 	base := len(cb.sprefix) + cb.extranonceLen + len(cb.ssuffix)
 	cb.weight = int64(base*3 + full)
-	cb.sigops = 4 * (countSigOps(cb.scriptPrefix) + countSigOps(cb.scriptSuffix))
+	cb.sigops = 4 * int64(mempool.LegacySigOps(cb.scriptPrefix)+mempool.LegacySigOps(cb.scriptSuffix))
 	for _, o := range cb.outputs {
-		cb.sigops += 4 * countSigOps(o.PkScript)
+		cb.sigops += 4 * int64(mempool.LegacySigOps(o.PkScript))
 	}
 	return cb, nil
 }
@@ -180,5 +182,92 @@ func (cb *declaredCoinbase) coinbase(extranonce []byte) (raw []byte, txid [32]by
 	raw = append(append(append(raw, cb.prefix...), extranonce...), cb.suffix...)
 	s := make([]byte, 0, len(cb.sprefix)+len(extranonce)+len(cb.ssuffix))
 	s = append(append(append(s, cb.sprefix...), extranonce...), cb.ssuffix...)
-	return raw, dsha(s)
+	return raw, templates.DoubleSHA256(s)
+}
+
+// errTx is a coinbase part that does not parse; parseDeclaredCoinbase
+// turns it into a coinbaseError that says where.
+var errTx = errors.New("malformed transaction")
+
+// txReader walks a byte slice; the first error sticks.
+type txReader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *txReader) left() int { return len(r.b) - r.off }
+
+func (r *txReader) skip(n uint64) {
+	if r.err != nil {
+		return
+	}
+	if n > uint64(r.left()) {
+		r.err = errTx
+		return
+	}
+	r.off += int(n)
+}
+
+func (r *txReader) bytes(n uint64) []byte {
+	start := r.off
+	r.skip(n)
+	if r.err != nil {
+		return nil
+	}
+	return r.b[start:r.off]
+}
+
+func (r *txReader) byte() byte {
+	if r.err != nil || r.left() < 1 {
+		r.err = errTx
+		return 0
+	}
+	r.off++
+	return r.b[r.off-1]
+}
+
+func (r *txReader) u32() uint32 {
+	b := r.bytes(4)
+	if b == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+// compact reads a CompactSize, refusing non-canonical encodings as
+// consensus does.
+func (r *txReader) compact() uint64 {
+	first := r.byte()
+	if r.err != nil {
+		return 0
+	}
+	var v, min uint64
+	switch first {
+	case 0xfd:
+		b := r.bytes(2)
+		if b == nil {
+			return 0
+		}
+		v, min = uint64(binary.LittleEndian.Uint16(b)), 0xfd
+	case 0xfe:
+		b := r.bytes(4)
+		if b == nil {
+			return 0
+		}
+		v, min = uint64(binary.LittleEndian.Uint32(b)), 0x10000
+	case 0xff:
+		b := r.bytes(8)
+		if b == nil {
+			return 0
+		}
+		v, min = binary.LittleEndian.Uint64(b), 0x100000000
+	default:
+		return uint64(first)
+	}
+	if v < min {
+		r.err = errTx
+		return 0
+	}
+	return v
 }

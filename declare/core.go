@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 
+	"github.com/sv2kit/sv2kit/mempool"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/templates"
 )
@@ -472,13 +474,13 @@ func (c *Core) Provide(id uint64, m *messages.ProvideMissingTransactionsSuccess,
 	p.provided = make([]bool, len(p.found))
 	for k, pos := range p.missing {
 		raw := m.TransactionList[k]
-		ti, err := scanTx(raw, true, nil)
+		ti, err := mempool.ScanTx(raw, mempool.ScanOptions{WTxID: true})
 		want := p.m.WtxidList[pos]
 		if err != nil {
 			return c.count(declErr(req, CodeInvalidTx, "transaction provided for position %d (declared wtxid %s): %v", pos, displayHex(want), err)), true
 		}
-		if ti.wtxid != want && ti.txid != want { // txid: a 2025 JDC
-			return c.count(declErr(req, CodeMissingTxs, "transaction provided for position %d has wtxid %s; the declaration lists %s there", pos, displayHex(ti.wtxid), displayHex(want))), true
+		if ti.WTxID != want && ti.TxID != want { // txid: a 2025 JDC
+			return c.count(declErr(req, CodeMissingTxs, "transaction provided for position %d has wtxid %s; the declaration lists %s there", pos, displayHex(ti.WTxID), displayHex(want))), true
 		}
 		// A copy: the message's buffer is not ours to keep.
 		p.found[pos] = append([]byte(nil), raw...)
@@ -498,20 +500,20 @@ func (c *Core) complete(p *pending) Step {
 	req := m.RequestID
 	n := len(p.found)
 	txids := make([][32]byte, n)
-	spent := make(map[outpoint]int, n*2)
+	spent := make(map[wire.OutPoint]int, n*2)
 	var weight, sigops, knownFees int64
 	knownN := 0
 	weight = 4*(80+int64(varIntLen(uint64(n+1)))) + cb.weight
 	sigops = cb.sigops
 	var dsErr *Step
 	i := 0
-	spend := func(op outpoint) {
+	spend := func(op wire.OutPoint) {
 		if dsErr != nil {
 			return
 		}
 		if j, ok := spent[op]; ok {
 			st := declErr(req, CodeDoubleSpend, "transaction %d (wtxid %s) spends %s:%d, which transaction %d (wtxid %s) spends too",
-				i, displayHex(m.WtxidList[i]), displayHex(op.hash), op.index, j, displayHex(m.WtxidList[j]))
+				i, displayHex(m.WtxidList[i]), displayHex(op.Hash), op.Index, j, displayHex(m.WtxidList[j]))
 			dsErr = &st
 			return
 		}
@@ -521,23 +523,24 @@ func (c *Core) complete(p *pending) Step {
 	var learned []cachedTx
 	for i = 0; i < n; i++ {
 		raw := p.found[i]
-		var ti txInfo
+		var ti txFacts
 		if f := facts[i]; f != nil {
 			// Known from an earlier declaration: only the inputs are read.
-			ti = txInfo{txid: f.txid, weight: f.weight, sigops: f.sigops}
-			if err := walkInputs(raw, spend); err != nil {
+			ti = *f
+			if _, err := mempool.WalkInputs(raw, spend); err != nil {
 				return declErr(req, CodeInvalidTx, "transaction %d (wtxid %s): %v", i, displayHex(m.WtxidList[i]), err)
 			}
 		} else {
-			var err error
-			if ti, err = scanTx(raw, false, spend); err != nil {
+			t, err := mempool.ScanTx(raw, mempool.ScanOptions{SigOps: true, Spend: spend})
+			if err != nil {
 				return declErr(req, CodeInvalidTx, "transaction %d (wtxid %s): %v", i, displayHex(m.WtxidList[i]), err)
 			}
+			ti = txFacts{txid: t.TxID, weight: int64(t.Weight), sigops: 4 * int64(t.SigOps)}
 			if p.exact != nil && p.exact[i] && c.cache.max > 0 {
 				if learned == nil {
 					learned = make([]cachedTx, 0, n-i)
 				}
-				learned = append(learned, cachedTx{wtxid: m.WtxidList[i], txFacts: txFacts{txid: ti.txid, weight: ti.weight, sigops: ti.sigops}})
+				learned = append(learned, cachedTx{wtxid: m.WtxidList[i], txFacts: ti})
 			}
 		}
 		if dsErr != nil {

@@ -219,22 +219,6 @@ func txidsOf(b *wire.MsgBlock) [][32]byte {
 	return out
 }
 
-func TestScanTxMatchesWire(t *testing.T) {
-	for i := uint64(0); i < 20; i++ {
-		tx := synthTx(i, i%2 == 0)
-		var b bytes.Buffer
-		_ = tx.Serialize(&b)
-		ti, err := scanTx(b.Bytes(), true, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := int64(tx.SerializeSizeStripped()*3 + tx.SerializeSize())
-		if ti.txid != tx.TxHash() || ti.wtxid != tx.WitnessHash() || ti.weight != w {
-			t.Fatalf("tx %d: %+v", i, ti)
-		}
-	}
-}
-
 // TestPayoutShareOfOutputs: with the default share of 1, no other output
 // may take value, whatever fees the JDS knows.
 func TestPayoutShareOfOutputs(t *testing.T) {

@@ -44,33 +44,6 @@ func FuzzParseDeclaredCoinbase(f *testing.F) {
 	})
 }
 
-// FuzzScanTx: the one-pass scanner accepts only what btcd reads as exactly
-// one transaction, and then computes btcd's ids and weight.
-func FuzzScanTx(f *testing.F) {
-	for i := uint64(0); i < 4; i++ {
-		var b bytes.Buffer
-		_ = synthTx(i, i%2 == 0).Serialize(&b)
-		f.Add(b.Bytes())
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		ti, err := scanTx(raw, true, func(outpoint) {})
-		if err != nil {
-			return
-		}
-		var tx wire.MsgTx
-		r := bytes.NewReader(raw)
-		if werr := tx.Deserialize(r); werr != nil || r.Len() != 0 {
-			t.Fatalf("scanner accepted what btcd refuses: %v", werr)
-		}
-		if ti.txid != tx.TxHash() || ti.wtxid != tx.WitnessHash() {
-			t.Fatal("ids differ from btcd's")
-		}
-		if w := int64(tx.SerializeSizeStripped()*3 + tx.SerializeSize()); w != ti.weight {
-			t.Fatalf("weight %d, btcd %d", ti.weight, w)
-		}
-	})
-}
-
 // FuzzHTTPBodies: the pool API's JSON decoders never panic, and what they
 // accept survives a round trip.
 func FuzzHTTPBodies(f *testing.F) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/btcsuite/btcd/blockchain"
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/wire"
 )
 
@@ -20,6 +22,12 @@ func FuzzStoreAdd(f *testing.F) {
 	f.Add([]byte{2, 0, 0, 0, 0, 1, 1})
 	f.Add([]byte{2, 0, 0, 0, 0xfd, 0xfd, 0})
 	f.Add([]byte{})
+	// Scripts with sigops, pushes and a push that runs past the end.
+	sig := wire.NewMsgTx(2)
+	sig.AddTxIn(wire.NewTxIn(&wire.OutPoint{Index: 1}, []byte{0xac, 0x02, 0xae, 0xae, 0xad, 0x4c, 0x01, 0xac, 0xaf}, nil))
+	sig.AddTxOut(wire.NewTxOut(1, []byte{0x51, 0xae, 0x4d, 0x03, 0x00, 0xac, 0xac, 0xac, 0xac}))
+	sig.AddTxOut(wire.NewTxOut(2, []byte{0xac, 0x4e, 0xff, 0xff}))
+	f.Add(ser(f, sig))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s := NewStore(0)
 		e, err := s.Add(raw)
@@ -54,14 +62,32 @@ func FuzzStoreAdd(f *testing.F) {
 			t.Fatal("not found by wtxid")
 		}
 		k := 0
-		walkTx(got, func(op wire.OutPoint) {
+		if _, err := WalkInputs(got, func(op wire.OutPoint) {
 			if op != tx.TxIn[k].PreviousOutPoint {
 				t.Fatalf("input %d: %v", k, op)
 			}
 			k++
-		})
-		if k != len(tx.TxIn) {
-			t.Fatalf("%d inputs walked, want %d", k, len(tx.TxIn))
+		}); err != nil || k != len(tx.TxIn) {
+			t.Fatalf("%d inputs walked, want %d (%v)", k, len(tx.TxIn), err)
+		}
+		// The exported scanner: spends in order, weight and legacy sigops
+		// as btcd's consensus code counts them.
+		k = 0
+		ti, err := ScanTx(raw, ScanOptions{SigOps: true, Spend: func(op wire.OutPoint) {
+			if op != tx.TxIn[k].PreviousOutPoint {
+				t.Fatalf("scan input %d: %v", k, op)
+			}
+			k++
+		}})
+		if err != nil || k != len(tx.TxIn) {
+			t.Fatalf("ScanTx: %d inputs, %v", k, err)
+		}
+		btx := btcutil.NewTx(&tx)
+		if w := blockchain.GetTransactionWeight(btx); int64(ti.Weight) != w || ti.TxID != tx.TxHash() {
+			t.Fatalf("ScanTx weight %d, btcd %d", ti.Weight, w)
+		}
+		if n := blockchain.CountSigOps(btx); ti.SigOps != n {
+			t.Fatalf("ScanTx sigops %d, btcd %d", ti.SigOps, n)
 		}
 		if s.Bytes() != Cost(len(raw), tx.HasWitness()) {
 			t.Fatalf("accounted %d", s.Bytes())

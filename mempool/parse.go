@@ -18,24 +18,45 @@ const MaxTxSize = 4_000_000
 // ErrMalformed wraps every reason a raw transaction is rejected by the parser.
 var ErrMalformed = errors.New("malformed transaction")
 
-// txInfo is what the store needs to know about a transaction, computed by
-// one bounded pass over its bytes without allocating its parts.
-type txInfo struct {
-	txid, wtxid chainhash.Hash
-	vsize       int // ceil(weight/4)
-	nIn, nOut   int
-	witness     bool
+// TxInfo is what ScanTx learns about a transaction in one pass over its
+// bytes.
+type TxInfo struct {
+	TxID chainhash.Hash
+	// WTxID is computed only with ScanOptions.WTxID (it costs one more hash
+	// of the whole transaction); without witness it always equals TxID.
+	WTxID     chainhash.Hash
+	Weight    int // BIP141: 3 × size without witness + size with it
+	NIn, NOut int
+	Witness   bool
+	// SigOps is the legacy sigop count of the scriptSigs and output scripts
+	// (LegacySigOps; the block limit's sigop cost is 4 × this), counted only
+	// with ScanOptions.SigOps.
+	SigOps int
 }
 
-// parseTx checks that raw is exactly one transaction in consensus
+// VSize is the virtual size, ceil(weight / 4).
+func (t *TxInfo) VSize() int { return (t.Weight + 3) / 4 }
+
+// ScanOptions says what ScanTx does besides checking the transaction and
+// computing its txid and weight.
+type ScanOptions struct {
+	WTxID  bool // compute TxInfo.WTxID
+	SigOps bool // count TxInfo.SigOps
+	// Spend, if set, is called with the outpoint of every input in order,
+	// while scanning: a transaction that turns out malformed may already
+	// have reported some.
+	Spend func(op wire.OutPoint)
+}
+
+// ScanTx checks that raw is exactly one transaction in consensus
 // serialization (with or without witness, canonical compact sizes, no
 // trailing bytes, no empty witness record behind a witness flag) and
 // computes its ids and size. It accepts what btcd's wire.MsgTx accepts for a
-// buffer of at most MaxTxSize bytes (FuzzParseMatchesWire checks this), but
-// it never allocates per input or output, so hostile counts cost nothing:
-// every count must fit in the bytes that remain.
-func parseTx(raw []byte) (txInfo, error) {
-	var ti txInfo
+// buffer of at most MaxTxSize bytes (FuzzStoreAdd checks this), but it never
+// allocates, so hostile counts cost nothing: every count must fit in the
+// bytes that remain. Errors wrap ErrMalformed.
+func ScanTx(raw []byte, opt ScanOptions) (TxInfo, error) {
+	var ti TxInfo
 	if len(raw) > MaxTxSize {
 		return ti, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(raw), MaxTxSize)
 	}
@@ -47,7 +68,7 @@ func parseTx(raw []byte) (txInfo, error) {
 		if f := r.byte(); r.err == nil && f != 0x01 {
 			return ti, fmt.Errorf("%w: witness flag %#x", ErrMalformed, f)
 		}
-		ti.witness = true
+		ti.Witness = true
 		nIn = r.compact()
 	}
 	// Every input takes at least 41 bytes, every output 9.
@@ -55,8 +76,11 @@ func parseTx(raw []byte) (txInfo, error) {
 		return ti, fmt.Errorf("%w: %d inputs cannot fit in %d bytes", ErrMalformed, nIn, r.left())
 	}
 	for i := uint64(0); i < nIn && r.err == nil; i++ {
+		if opt.Spend != nil && r.left() >= 36 {
+			opt.Spend(outpointAt(raw, r.off))
+		}
 		r.skip(36) // outpoint
-		r.skip(r.compact())
+		ti.SigOps += r.script(opt.SigOps)
 		r.skip(4) // sequence
 	}
 	nOut := r.compact()
@@ -65,10 +89,10 @@ func parseTx(raw []byte) (txInfo, error) {
 	}
 	for i := uint64(0); i < nOut && r.err == nil; i++ {
 		r.skip(8) // value
-		r.skip(r.compact())
+		ti.SigOps += r.script(opt.SigOps)
 	}
 	witStart := r.off
-	if ti.witness {
+	if ti.Witness {
 		nonEmpty := false
 		for i := uint64(0); i < nIn && r.err == nil; i++ {
 			items := r.compact()
@@ -94,11 +118,10 @@ func parseTx(raw []byte) (txInfo, error) {
 	if r.off != len(raw) {
 		return ti, fmt.Errorf("%w: %d bytes after the transaction", ErrMalformed, len(raw)-r.off)
 	}
-	ti.nIn, ti.nOut = int(nIn), int(nOut)
+	ti.NIn, ti.NOut = int(nIn), int(nOut)
 
-	ti.wtxid = chainhash.DoubleHashH(raw)
 	base := len(raw)
-	if ti.witness {
+	if ti.Witness {
 		// txid: the serialization without marker, flag and witnesses.
 		h := sha256.New()
 		h.Write(raw[:4])
@@ -106,45 +129,103 @@ func parseTx(raw []byte) (txInfo, error) {
 		h.Write(raw[witEnd:])
 		var first [32]byte
 		h.Sum(first[:0])
-		ti.txid = sha256.Sum256(first[:])
+		ti.TxID = sha256.Sum256(first[:])
 		base = len(raw) - 2 - (witEnd - witStart)
+		if opt.WTxID {
+			ti.WTxID = chainhash.DoubleHashH(raw)
+		}
 	} else {
-		ti.txid = ti.wtxid
+		ti.TxID = chainhash.DoubleHashH(raw)
+		ti.WTxID = ti.TxID
 	}
-	weight := base*3 + len(raw)
-	ti.vsize = (weight + 3) / 4
+	ti.Weight = base*3 + len(raw)
 	return ti, nil
 }
 
-// walkTx calls f with the outpoint each input of raw spends and returns the
-// number of outputs. raw must have passed parseTx.
-func walkTx(raw []byte, f func(op wire.OutPoint)) (nOut int) {
+// txInfo is what the store needs to know about a transaction.
+type txInfo struct {
+	txid, wtxid chainhash.Hash
+	vsize       int // ceil(weight/4)
+	witness     bool
+}
+
+// parseTx is ScanTx with the wtxid, in the store's terms.
+func parseTx(raw []byte) (txInfo, error) {
+	t, err := ScanTx(raw, ScanOptions{WTxID: true})
+	return txInfo{txid: t.TxID, wtxid: t.WTxID, vsize: t.VSize(), witness: t.Witness}, err
+}
+
+func outpointAt(raw []byte, off int) wire.OutPoint {
+	var op wire.OutPoint
+	copy(op.Hash[:], raw[off:off+32])
+	op.Index = binary.LittleEndian.Uint32(raw[off+32:])
+	return op
+}
+
+// WalkInputs calls f with the outpoint each input of raw spends, in order,
+// and returns the number of outputs, reading no further than that. It is
+// for a transaction ScanTx accepted: it does not check the rest.
+func WalkInputs(raw []byte, f func(op wire.OutPoint)) (nOut int, err error) {
 	r := reader{b: raw}
 	r.skip(4)
 	nIn := r.compact()
-	if nIn == 0 {
+	if nIn == 0 && r.err == nil {
 		r.skip(1)
 		nIn = r.compact()
 	}
 	for i := uint64(0); i < nIn && r.err == nil; i++ {
 		if r.left() < 36 {
-			return 0
+			r.fail("outpoint")
+			break
 		}
-		var op wire.OutPoint
-		copy(op.Hash[:], raw[r.off:r.off+32])
-		op.Index = binary.LittleEndian.Uint32(raw[r.off+32:])
+		op := outpointAt(raw, r.off)
 		r.skip(36)
 		r.skip(r.compact())
 		r.skip(4)
-		if f != nil {
+		if r.err == nil && f != nil {
 			f(op)
 		}
 	}
 	n := r.compact()
 	if r.err != nil {
-		return 0
+		return 0, r.err
 	}
-	return int(n)
+	return int(n), nil
+}
+
+// LegacySigOps counts a script's sigops the way consensus does for the
+// block's legacy limit: CHECKSIG(VERIFY) 1, CHECKMULTISIG(VERIFY) 20,
+// pushed data skipped; a script that ends inside a push stops the count.
+func LegacySigOps(s []byte) int {
+	n := 0
+	for i := 0; i < len(s); {
+		op := s[i]
+		i++
+		switch {
+		case op >= 0x01 && op <= 0x4b:
+			i += int(op)
+		case op == 0x4c:
+			if i >= len(s) {
+				return n
+			}
+			i += 1 + int(s[i])
+		case op == 0x4d:
+			if i+2 > len(s) {
+				return n
+			}
+			i += 2 + int(binary.LittleEndian.Uint16(s[i:]))
+		case op == 0x4e:
+			if i+4 > len(s) {
+				return n
+			}
+			i += 4 + int(binary.LittleEndian.Uint32(s[i:]))
+		case op == 0xac || op == 0xad:
+			n++
+		case op == 0xae || op == 0xaf:
+			n += 20
+		}
+	}
+	return n
 }
 
 // reader walks a byte slice; the first error sticks and later reads are
@@ -172,6 +253,19 @@ func (r *reader) skip(n uint64) {
 		return
 	}
 	r.off += int(n)
+}
+
+// script skips a CompactSize-prefixed script and returns its legacy sigops
+// when count is set.
+func (r *reader) script(count bool) int {
+	n := r.compact()
+	if r.err == nil && count && n <= uint64(r.left()) {
+		c := LegacySigOps(r.b[r.off : r.off+int(n)])
+		r.skip(n)
+		return c
+	}
+	r.skip(n)
+	return 0
 }
 
 func (r *reader) byte() byte {

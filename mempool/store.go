@@ -326,7 +326,7 @@ func (s *Store) RemoveConfirmed(block *wire.MsgBlock) (confirmed, conflicts int)
 	dead := map[chainhash.Hash]uint32{}
 	for id, i := range s.byTxID {
 		hit := false
-		walkTx(s.slot(i).raw, func(op wire.OutPoint) {
+		WalkInputs(s.slot(i).raw, func(op wire.OutPoint) {
 			if _, ok := spent[op]; ok {
 				hit = true
 			}
@@ -343,7 +343,7 @@ func (s *Store) RemoveConfirmed(block *wire.MsgBlock) (confirmed, conflicts int)
 				continue
 			}
 			hit := false
-			walkTx(s.slot(i).raw, func(op wire.OutPoint) {
+			WalkInputs(s.slot(i).raw, func(op wire.OutPoint) {
 				if _, ok := dead[op.Hash]; ok {
 					hit = true
 				}

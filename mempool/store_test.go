@@ -41,9 +41,9 @@ func TestParseMatchesWire(t *testing.T) {
 				t.Fatalf("vsize %d, want %d", ti.vsize, want)
 			}
 			var ops []wire.OutPoint
-			nOut := walkTx(raw, func(op wire.OutPoint) { ops = append(ops, op) })
-			if nOut != len(tc.tx.TxOut) || len(ops) != len(tc.tx.TxIn) {
-				t.Fatalf("walk: %d outputs, %d inputs", nOut, len(ops))
+			nOut, err := WalkInputs(raw, func(op wire.OutPoint) { ops = append(ops, op) })
+			if err != nil || nOut != len(tc.tx.TxOut) || len(ops) != len(tc.tx.TxIn) {
+				t.Fatalf("walk: %d outputs, %d inputs, %v", nOut, len(ops), err)
 			}
 			for k, op := range ops {
 				if op != tc.tx.TxIn[k].PreviousOutPoint {
