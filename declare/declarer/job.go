@@ -1,12 +1,10 @@
 package declarer
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
-	"github.com/btcsuite/btcd/wire"
-
+	"github.com/sv2kit/sv2kit/mempool"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/templates"
 )
@@ -120,11 +118,11 @@ func WTxIDs(txs [][]byte) [][32]byte {
 func TxIDs(txs [][]byte) ([][32]byte, error) {
 	out := make([][32]byte, len(txs))
 	for i, raw := range txs {
-		var tx wire.MsgTx
-		if err := tx.Deserialize(bytes.NewReader(raw)); err != nil {
+		ti, err := mempool.ScanTx(raw, mempool.ScanOptions{})
+		if err != nil {
 			return nil, fmt.Errorf("declarer: transaction %d: %w", i, err)
 		}
-		out[i] = tx.TxHash()
+		out[i] = ti.TxID
 	}
 	return out, nil
 }
