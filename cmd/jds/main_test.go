@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sv2kit/sv2kit/declare"
 	"github.com/sv2kit/sv2kit/internal/config"
 	"github.com/sv2kit/sv2kit/internal/regtest"
+	"github.com/sv2kit/sv2kit/mempool"
+	"github.com/sv2kit/sv2kit/node"
 	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 	"github.com/sv2kit/sv2kit/sv2/noise"
@@ -200,6 +204,35 @@ func TestDocsListEveryKey(t *testing.T) {
 			if !bytes.Contains(doc, []byte(s)) {
 				t.Errorf("docs/jds.md does not mention %s", s)
 			}
+		}
+	}
+}
+
+// TestDocsListMirrorMetrics: docs/jds.md names every mempool mirror metric
+// jds exports (the declare package's own test covers the JDS's).
+func TestDocsListMirrorMetrics(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jds.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := node.NewClient(node.Config{URL: "http://127.0.0.1:1", User: "u", Password: "p", Network: "regtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	m, err := mempool.New(mempool.Config{}, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	registerMirrorMetrics(reg, m)
+	families, err := reg.Gather()
+	if err != nil || len(families) == 0 {
+		t.Fatalf("%d families, %v", len(families), err)
+	}
+	for _, f := range families {
+		if !bytes.Contains(doc, []byte("`"+f.GetName()+"`")) {
+			t.Errorf("docs/jds.md does not list `%s`", f.GetName())
 		}
 	}
 }
