@@ -41,6 +41,10 @@ type template struct {
 	msg  *messages.NewTemplate
 	prev *messages.SetNewPrevHash // the tip it builds on, once known
 	txs  *TxData
+	// txAsked: a RequestTransactionData is in flight; txRetryAt: when to
+	// ask again after tp refused or failed.
+	txAsked   bool
+	txRetryAt time.Time
 	// work maps a source (pair index or Solo) to its work id.
 	work map[int]uint64
 	// sent marks the work ids already sent to devices: a work id is sent
@@ -260,6 +264,7 @@ func (c *Core) NewTemplate(now time.Time, m *messages.NewTemplate) Actions {
 	c.templates[m.TemplateID] = t
 	c.pruneTemplates()
 	a.TxData = append(a.TxData, m.TemplateID)
+	t.txAsked = true
 	if m.FutureTemplate {
 		// Ready work ahead of the tip: a tip change is then one SetPrevHash.
 		if w := c.workFor(&a, c.active, t); w != nil {
@@ -316,13 +321,43 @@ func (c *Core) TxData(now time.Time, templateID uint64, d *TxData) Actions {
 		a.log(LevelError, "transaction data with mismatched id lists; ignored", "template", templateID)
 		return a
 	}
-	t.txs = d
+	t.txs, t.txAsked = d, false
 	for _, p := range c.pairs {
 		if p.job != nil && p.job.tmpl == t && p.job.stage == stageNeedTxData {
 			c.advance(now, &a, p)
 		}
 	}
 	return a
+}
+
+// TxDataFailed reports that tp refused or failed RequestTransactionData for
+// a template. The core asks again every txDataRetry while a declaration
+// waits for it; a declaration still waiting at its deadline fails its pair
+// (tp-tx-data), unless a newer template supersedes it first.
+func (c *Core) TxDataFailed(now time.Time, templateID uint64, err error) Actions {
+	var a Actions
+	t := c.templates[templateID]
+	if t == nil || t.txs != nil {
+		return a
+	}
+	t.txAsked, t.txRetryAt = false, now.Add(txDataRetry)
+	if c.waitsForTxData(t) {
+		a.log(LevelWarn, "no transaction data from tp; asking again", "template", templateID, "error", err, "in", txDataRetry)
+	}
+	return a
+}
+
+// txDataRetry paces RequestTransactionData retries for a template a
+// declaration waits on.
+const txDataRetry = time.Second
+
+func (c *Core) waitsForTxData(t *template) bool {
+	for _, p := range c.pairs {
+		if p.job != nil && p.job.tmpl == t && p.job.stage == stageNeedTxData {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Core) pruneTemplates() {
@@ -528,7 +563,9 @@ func (c *Core) advance(now time.Time, a *Actions, p *pair) {
 	}
 	if c.cfg.Mode == FullTemplate {
 		if j.tmpl.txs == nil {
-			j.stage, j.deadline = stageNeedTxData, time.Time{}
+			// tp's data counts against the declaration's deadline: a tp that
+			// keeps refusing must not hold the pair's job forever.
+			j.stage, j.deadline = stageNeedTxData, now.Add(c.cfg.DeclareTimeout)
 			return
 		}
 		prefix, suffix := w.cb.cb.Parts(true)
@@ -916,6 +953,10 @@ func (c *Core) block(a *Actions, w *work, s Share) {
 // returns to a higher pair that has stayed healthy long enough.
 func (c *Core) Tick(now time.Time) Actions {
 	var a Actions
+	if t := c.cur; t != nil && t.txs == nil && !t.txAsked && !t.txRetryAt.IsZero() && !now.Before(t.txRetryAt) && c.waitsForTxData(t) {
+		a.TxData = append(a.TxData, t.msg.TemplateID)
+		t.txAsked = true
+	}
 	for _, p := range c.pairs {
 		j := p.job
 		if j == nil || j.deadline.IsZero() || now.Before(j.deadline) {
@@ -927,6 +968,8 @@ func (c *Core) Tick(now time.Time) Actions {
 			c.advance(now, &a, p)
 		case stageNeedToken:
 			c.fail(now, &a, p, "jds-timeout: no token", true)
+		case stageNeedTxData:
+			c.fail(now, &a, p, "tp-tx-data: no transaction data for the template to declare", false)
 		case stageDeclaring:
 			c.fail(now, &a, p, "jds-timeout: no DeclareMiningJob answer", true)
 		case stageCustom:

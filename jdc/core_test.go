@@ -277,7 +277,8 @@ func TestFailoverTriggers(t *testing.T) {
 			// The spare token was used; the refill never comes and the next
 			// template needs one.
 			e.f.refill(1)
-			e.f.newTemplate(false, 1)
+			m := e.f.newTemplate(false, 1)
+			e.f.acceptJob(1, e.f.txData(m.TemplateID))
 			e.f.refill(1)
 			return e.f.advance(DefaultTokenTimeout)
 		}, reason: "jds-timeout: no token", wantReset: true},
@@ -795,6 +796,53 @@ func TestStartGracePrefersFirstPair(t *testing.T) {
 		f.connect(1)
 		if f.c.Active() != 1 {
 			t.Fatalf("active %s", SourceName(f.c.Active()))
+		}
+	})
+}
+
+// tp refusing a template's transaction data: the core asks again, a newer
+// template supersedes the wait, and a wait that outlasts the declaration
+// deadline fails the pair (its devices' shares would never reach the pool).
+func TestTxDataRefused(t *testing.T) {
+	t.Run("asked again, then the pair fails", func(t *testing.T) {
+		f := newFixture(t, poolCfg(FullTemplate, 1))
+		id := f.newTip(2)
+		f.connect(0)
+		if f.c.Active() != 0 {
+			t.Fatal("pair 0 not active")
+		}
+		f.apply(f.c.TxDataFailed(f.now, id, errors.New("template-id-not-found")))
+		a := f.advance(txDataRetry)
+		if len(a.TxData) != 1 || a.TxData[0] != id {
+			t.Fatalf("not asked again: %v", a.TxData)
+		}
+		if a := f.advance(txDataRetry); len(a.TxData) != 0 {
+			t.Fatal("asked again while a request is in flight")
+		}
+		f.apply(f.c.TxDataFailed(f.now, id, errors.New("template-id-not-found")))
+		a = f.advance(DefaultDeclareTimeout)
+		if f.c.Active() != Solo || len(a.Switches) != 1 || !strings.HasPrefix(a.Switches[0].Reason, "tp-tx-data") {
+			t.Fatalf("active %s switches %+v", SourceName(f.c.Active()), a.Switches)
+		}
+		if len(a.Resets) != 0 {
+			t.Fatal("tp's fault must not reset the pair's connections")
+		}
+	})
+	t.Run("a newer template supersedes the wait", func(t *testing.T) {
+		f := newFixture(t, poolCfg(FullTemplate, 1))
+		id := f.newTip(2)
+		f.connect(0)
+		f.apply(f.c.TxDataFailed(f.now, id, errors.New("refused")))
+		f.advance(DefaultDeclareTimeout / 2)
+		m := f.newTemplate(false, 1)
+		f.refill(0)
+		a := f.txData(m.TemplateID)
+		if declareOf(a, 0) == nil {
+			t.Fatalf("newer template not declared: %+v", a)
+		}
+		f.advance(DefaultDeclareTimeout / 2)
+		if f.c.Active() != 0 {
+			t.Fatalf("pair failed: %+v", f.c.States())
 		}
 	})
 }

@@ -491,8 +491,16 @@ func (d *Daemon) setTP(up bool) {
 }
 
 func (d *Daemon) txData(ctx context.Context, id uint64) {
+	// The core asks again (and gives up at the declaration deadline) after a
+	// failure it is told of.
+	failed := func(err error) {
+		d.m.txData.WithLabelValues("error").Inc()
+		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.TxDataFailed(now, id, err) }})
+	}
 	tp := d.currentTP()
 	if tp == nil {
+		// Not from the loop itself: post waits when the queue is full.
+		d.goRun(func() { failed(errors.New("tp not connected")) })
 		return
 	}
 	d.goRun(func() {
@@ -520,14 +528,14 @@ func (d *Daemon) txData(ctx context.Context, id uint64) {
 			}
 		}
 		if err != nil {
-			d.m.txData.WithLabelValues("error").Inc()
 			d.log.Warn("RequestTransactionData failed", "template", id, "error", err)
+			failed(err)
 			return
 		}
 		txids, err := declarer.TxIDs(r.TransactionList)
 		if err != nil {
-			d.m.txData.WithLabelValues("error").Inc()
 			d.log.Error("tp sent transactions that do not parse", "template", id, "error", err)
+			failed(err)
 			return
 		}
 		d.m.txData.WithLabelValues("ok").Inc()
