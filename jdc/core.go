@@ -109,6 +109,12 @@ type pair struct {
 	spare      []byte
 	spareAt    time.Time
 	tokenReq   uint32
+	// tokenAt, declareAt and customAt are when the JDS or the pool was last
+	// waited on without an answer: the oldest unanswered request, moved on
+	// by any answer. A job superseded by a newer template must not restart
+	// the clock, or a peer that stopped answering is never caught while
+	// templates come faster than the timeout.
+	tokenAt, declareAt, customAt time.Time
 
 	job   *job
 	acked map[uint64]uint32 // work id → pool job id (current tip only)
@@ -527,11 +533,11 @@ func (c *Core) startJob(now time.Time, a *Actions, p *pair) {
 	c.advance(now, a, p)
 }
 
-func (c *Core) requestToken(a *Actions, p *pair) {
+func (c *Core) requestToken(now time.Time, a *Actions, p *pair) {
 	if p.tokenReq != 0 || !p.jdsUp {
 		return
 	}
-	p.tokenReq = c.req()
+	p.tokenReq, p.tokenAt = c.req(), now
 	a.Tokens = append(a.Tokens, TokenRequest{Pair: p.idx, Req: p.tokenReq})
 }
 
@@ -547,14 +553,14 @@ func (c *Core) advance(now time.Time, a *Actions, p *pair) {
 			p.spare = nil
 		}
 		if p.spare == nil {
-			c.requestToken(a, p)
+			c.requestToken(now, a, p)
 			if j.stage != stageNeedToken || j.deadline.IsZero() {
 				j.stage, j.deadline = stageNeedToken, now.Add(c.cfg.TokenTimeout)
 			}
 			return
 		}
 		j.token, p.spare = p.spare, nil
-		c.requestToken(a, p) // keep one spare ahead
+		c.requestToken(now, a, p) // keep one spare ahead
 	}
 	w := c.works[j.workID]
 	if w == nil {
@@ -571,6 +577,9 @@ func (c *Core) advance(now time.Time, a *Actions, p *pair) {
 		prefix, suffix := w.cb.cb.Parts(true)
 		j.req = c.req()
 		j.stage, j.deadline = stageDeclaring, now.Add(c.cfg.DeclareTimeout)
+		if p.declareAt.IsZero() {
+			p.declareAt = now
+		}
 		a.Declares = append(a.Declares, DeclareRequest{
 			Pair: p.idx, Req: j.req, Token: j.token, Version: j.tmpl.msg.Version,
 			CoinbasePrefix: prefix, CoinbaseSuffix: suffix,
@@ -587,6 +596,9 @@ func (c *Core) sendCustomJob(now time.Time, a *Actions, p *pair) {
 	t := j.tmpl
 	j.req = c.req()
 	j.stage, j.deadline = stageCustom, now.Add(c.cfg.CustomJobTimeout)
+	if p.customAt.IsZero() {
+		p.customAt = now
+	}
 	if len(p.sent) >= maxSentJobs {
 		clear(p.sent)
 	}
@@ -615,7 +627,7 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 	if p == nil || p.tokenReq != req || req == 0 {
 		return a
 	}
-	p.tokenReq = 0
+	p.tokenReq, p.tokenAt = 0, time.Time{}
 	if err == nil && m == nil {
 		err = errors.New("no token")
 	}
@@ -665,12 +677,18 @@ func (c *Core) Token(now time.Time, pairIdx int, req uint32, m *messages.Allocat
 func (c *Core) Declared(now time.Time, pairIdx int, req uint32, newToken []byte, err error) Actions {
 	var a Actions
 	p := c.pair(pairIdx)
-	if p == nil || p.job == nil || p.job.stage != stageDeclaring || p.job.req != req {
+	if p == nil {
+		return a
+	}
+	var de *DeclareError
+	if err == nil || errors.As(err, &de) {
+		p.declareAt = answered(now, p, stageDeclaring, req)
+	}
+	if p.job == nil || p.job.stage != stageDeclaring || p.job.req != req {
 		return a
 	}
 	if err != nil {
-		var de *DeclareError
-		if errors.As(err, &de) {
+		if de != nil {
 			if de.Code == codeStaleChainTip && c.retryStale(now, &a, p) {
 				return a
 			}
@@ -705,6 +723,7 @@ func (c *Core) PoolUp(now time.Time, pairIdx int, ch Channel) Actions {
 	p.ch = ch
 	p.ch.ExtranoncePrefix = append([]byte(nil), ch.ExtranoncePrefix...)
 	p.seq, p.rejects, p.healthy = 0, 0, false
+	p.customAt = time.Time{}
 	clear(p.acked)
 	clear(p.sent)
 	c.forgetWork(p.idx)
@@ -735,8 +754,8 @@ func (c *Core) JDSUp(now time.Time, pairIdx int) Actions {
 		return a
 	}
 	p.jdsUp = true
-	p.tokenReq = 0
-	c.requestToken(&a, p)
+	p.tokenReq, p.tokenAt, p.declareAt = 0, time.Time{}, time.Time{}
+	c.requestToken(now, &a, p)
 	return a
 }
 
@@ -762,6 +781,7 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 	}
 	switch m := m.(type) {
 	case *messages.SetCustomMiningJobSuccess:
+		p.customAt = answered(now, p, stageCustom, m.RequestID)
 		j := p.job
 		if j == nil || j.stage != stageCustom || j.req != m.RequestID {
 			// A job superseded by a newer template of the same tip: its
@@ -790,6 +810,7 @@ func (c *Core) PoolMessage(now time.Time, pairIdx int, m codec.Message) Actions 
 		}
 		c.reselect(now, &a, "")
 	case *messages.SetCustomMiningJobError:
+		p.customAt = answered(now, p, stageCustom, m.RequestID)
 		if p.job == nil || p.job.req != m.RequestID || p.job.stage != stageCustom {
 			return a
 		}
@@ -959,7 +980,19 @@ func (c *Core) Tick(now time.Time) Actions {
 	}
 	for _, p := range c.pairs {
 		j := p.job
-		if j == nil || j.deadline.IsZero() || now.Before(j.deadline) {
+		if j == nil {
+			continue
+		}
+		deadline := j.deadline
+		switch {
+		case j.stage == stageNeedToken && p.tokenReq != 0:
+			deadline = earliest(deadline, p.tokenAt.Add(c.cfg.TokenTimeout))
+		case j.stage == stageDeclaring && !p.declareAt.IsZero():
+			deadline = earliest(deadline, p.declareAt.Add(c.cfg.DeclareTimeout))
+		case j.stage == stageCustom && !p.customAt.IsZero():
+			deadline = earliest(deadline, p.customAt.Add(c.cfg.CustomJobTimeout))
+		}
+		if deadline.IsZero() || now.Before(deadline) {
 			continue
 		}
 		switch j.stage {
@@ -977,6 +1010,23 @@ func (c *Core) Tick(now time.Time) Actions {
 		}
 	}
 	c.reselect(now, &a, "")
+	return a
+}
+
+// answered is the new "waiting since" of a pair after the answer to req
+// from its JDS or pool: now when the current job still waits for another
+// answer at stage, else nothing.
+func answered(now time.Time, p *pair, st stage, req uint32) time.Time {
+	if p.job != nil && p.job.stage == st && p.job.req != req {
+		return now
+	}
+	return time.Time{}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
 	return a
 }
 
@@ -1002,6 +1052,7 @@ func (c *Core) fail(now time.Time, a *Actions, p *pair, reason string, reset boo
 		a.share(p.idx, "dropped", "pair-failed", uint32(len(p.job.pending)))
 	}
 	p.job = nil
+	p.declareAt, p.customAt = time.Time{}, time.Time{} // tokenAt goes with tokenReq
 	p.failed, p.everFailed = true, true
 	p.failReason, p.failedAt = reason, now
 	p.healthy, p.healthySince = false, time.Time{}

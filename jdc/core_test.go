@@ -846,3 +846,39 @@ func TestTxDataRefused(t *testing.T) {
 		}
 	})
 }
+
+// A pool or JDS that stops answering is caught even when templates come
+// faster than the timeout: each template supersedes the unanswered job, but
+// the clock runs from the oldest unanswered request.
+func TestSilentPeerCaughtUnderFastTemplates(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mode    Mode
+		timeout time.Duration
+		reason  string
+	}{
+		{"pool", CoinbaseOnly, DefaultCustomJobTimeout, "pool-timeout: no SetCustomMiningJob answer"},
+		{"jds", FullTemplate, DefaultDeclareTimeout, "jds-timeout: no DeclareMiningJob answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, poolCfg(tc.mode, 2))
+			id := f.newTip(0)
+			f.txData(id)
+			f.acceptJob(0, f.connect(0))
+			f.acceptJob(1, f.connect(1))
+			for i := 0; time.Duration(i)*time.Second <= tc.timeout+time.Second && f.c.Active() == 0; i++ {
+				f.advance(time.Second)
+				from := len(f.all)
+				m := f.newTemplate(false, 0)
+				f.txData(m.TemplateID)
+				// Pair 1 answers everything; pair 0 only gives tokens.
+				f.refill(0)
+				f.refill(1)
+				f.answerAll(1, from)
+			}
+			if f.c.Active() != 1 || f.c.States()[0].Reason != tc.reason {
+				t.Fatalf("active %s, pair 0 %+v", SourceName(f.c.Active()), f.c.States()[0])
+			}
+		})
+	}
+}

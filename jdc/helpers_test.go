@@ -278,3 +278,21 @@ func (f *fixture) refill(i int) Actions {
 	f.t.Fatalf("no token request for pair %d", i)
 	return Actions{}
 }
+
+// answerAll answers pair i's latest declaration and custom job made since
+// action set from, as a healthy JDS and pool would.
+func (f *fixture) answerAll(i, from int) {
+	f.t.Helper()
+	for k := len(f.all) - 1; k >= from; k-- {
+		if d := declareOf(f.all[k], i); d != nil {
+			f.apply(f.c.Declared(f.now, i, d.Req, []byte("declared"), nil))
+			break
+		}
+	}
+	for k := len(f.all) - 1; k >= from; k-- {
+		if m := customJobOf(f.all[k], i); m != nil {
+			f.apply(f.c.PoolMessage(f.now, i, &messages.SetCustomMiningJobSuccess{ChannelID: m.ChannelID, RequestID: m.RequestID, JobID: 100 + m.RequestID}))
+			return
+		}
+	}
+}
