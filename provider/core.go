@@ -185,7 +185,9 @@ type Stats struct {
 	TipHash      [32]byte
 	TipHeight    int64
 	// SourceFees is the total fee of the latest node template.
-	SourceFees  int64
+	SourceFees int64
+	// SourceTxs is the transaction count of the latest node template.
+	SourceTxs   int
 	LastID      uint64
 	TipChanges  uint64
 	FastPaths   uint64
@@ -526,6 +528,9 @@ func (c *Core) Snapshot() Stats {
 	s.TipHash = c.tip
 	s.TipHeight = c.height - 1
 	s.SourceFees = c.srcFees
+	if c.src != nil {
+		s.SourceTxs = len(c.src.Txs)
+	}
 	s.LastID = c.lastID
 	return s
 }

@@ -254,6 +254,7 @@ func (s *Server) updateStats(st *loopState) {
 	s.m.fastPaths.Add(float64(now.FastPaths - prev.FastPaths))
 	s.m.blocksFound.Add(float64(now.BlocksFound - prev.BlocksFound))
 	s.m.templateFees.Set(float64(now.SourceFees))
+	s.m.templateTxs.Set(float64(now.SourceTxs))
 	st.lastStats = now
 }
 

@@ -15,6 +15,7 @@ type metrics struct {
 	cached          prometheus.Gauge
 	tipHeight       prometheus.Gauge
 	templateFees    prometheus.Gauge
+	templateTxs     prometheus.Gauge
 	nodeUp          prometheus.Gauge
 	refused         *prometheus.CounterVec
 	slowDropped     prometheus.Counter
@@ -44,6 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		cached:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tp_templates_cached", Help: "Templates kept for RequestTransactionData and SubmitSolution."}),
 		tipHeight:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "tp_tip_height", Help: "Height of the tip templates build on."}),
 		templateFees: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tp_template_fees_sats", Help: "Total fees of the latest node template."}),
+		templateTxs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "tp_template_transactions", Help: "Transactions in the latest node template."}),
 		nodeUp:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tp_node_up", Help: "1 when the last getblocktemplate succeeded, 0 after a failure."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tp_clients_refused_total",
 			Help: "Connections refused at accept, by reason (max-clients, max-clients-per-ip)."}, []string{"reason"}),
@@ -79,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.sentSNPH = m.messagesSent.WithLabelValues("SetNewPrevHash")
 	m.messagesSent.WithLabelValues("NewTemplate")
 	if reg != nil {
-		reg.MustRegister(m.clients, m.readyClients, m.groups, m.cached, m.tipHeight, m.templateFees, m.nodeUp,
+		reg.MustRegister(m.clients, m.readyClients, m.groups, m.cached, m.tipHeight, m.templateFees, m.templateTxs, m.nodeUp,
 			m.refused, m.slowDropped, m.messagesSent, m.templatesSent, m.feeUpdates, m.tipChanges, m.fastPaths,
 			m.blocksFound, m.blocksSubmitted, m.gbtDuration, m.tipLatency, m.nodeErrors, m.tips, m.zmqGaps, m.mempoolNotices)
 	}

@@ -51,8 +51,9 @@ func (d *demo) summary(ctx context.Context) error {
 		tmpl = fmt.Sprintf("%d tx, %d sat fees", len(gbt.Transactions), fees)
 	}
 	fees, ok := tp.sum("tp_template_fees_sats", nil)
+	txs, _ := tp.sum("tp_template_transactions", nil)
 	sent, _ := tp.sum("tp_templates_sent_total", nil)
-	fmt.Fprintf(&b, "         template: node %s | tp: %s sat fees, %s templates sent\n", tmpl, count(fees, ok), count(sent, ok))
+	fmt.Fprintf(&b, "         template: tp %s tx, %s sat fees, %s templates sent | node %s\n", count(txs, ok), count(fees, ok), count(sent, ok), tmpl)
 
 	for i := 0; i < d.o.pairs; i++ {
 		jds := fetchMetrics(ctx, d.metrics["jds"+pairName(i)])
