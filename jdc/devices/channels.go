@@ -226,8 +226,7 @@ func (c *conn) submit(chID, seq uint32, validate func(*mining.Session) mining.Re
 	r := validate(c.cs.sess)
 	var up *Share
 	if r.OK() {
-		c.sendMsg(&messages.SubmitSharesSuccess{ChannelID: chID, LastSequenceNumber: seq, NewSubmitsAcceptedCount: 1,
-			NewSharesSum: uint64(math.Round(r.Difficulty))})
+		c.ack(chID, seq, r.Difficulty)
 		block := r.Status == mining.BlockFound
 		if t := c.s.upstreamTarget.Load(); block || (t != nil && mining.MeetsTarget(&r.Hash, t)) {
 			j := r.Job
@@ -246,6 +245,7 @@ func (c *conn) submit(chID, seq uint32, validate func(*mining.Session) mining.Re
 			}
 		}
 	} else {
+		c.flushAcks() // the answers keep the order of the shares
 		c.sendMsg(&messages.SubmitSharesError{ChannelID: chID, SequenceNumber: seq, ErrorCode: r.Code})
 		if now.Sub(c.cs.rejectLg) >= time.Second {
 			c.cs.rejectLg = now
@@ -327,4 +327,59 @@ func (c *conn) updateHashRates(now time.Time) {
 		}
 		c.s.m.hashrate.WithLabelValues(ci.labels...).Set(ci.rate)
 	}
+}
+
+// pendingAck is a SubmitShares.Success not sent yet: the accepted shares of
+// one channel since its last answer (SubmitShares.Success acknowledges a
+// batch: the last sequence number, the count and the sum of difficulty).
+type pendingAck struct {
+	channel uint32
+	last    uint32
+	count   uint32
+	sum     float64
+}
+
+// maxAckBatch bounds the shares one SubmitShares.Success acknowledges.
+const maxAckBatch = 64
+
+// ack records an accepted share. The reader sends the answers when no
+// further frame is buffered (the end of the device's burst) or the batch
+// is full, so a burst of shares costs one answer per channel. Reader only.
+func (c *conn) ack(ch, seq uint32, diff float64) {
+	for i := range c.acks {
+		if a := &c.acks[i]; a.channel == ch {
+			a.last, a.count, a.sum = seq, a.count+1, a.sum+diff
+			c.ackCount++
+			return
+		}
+	}
+	c.acks = append(c.acks, pendingAck{channel: ch, last: seq, count: 1, sum: diff})
+	c.ackCount++
+}
+
+// flushAcks sends the pending answers. Reader only.
+func (c *conn) flushAcks() {
+	if len(c.acks) == 0 {
+		return
+	}
+	if len(c.acks) == 1 {
+		a := c.acks[0]
+		c.sendMsg(&messages.SubmitSharesSuccess{ChannelID: a.channel, LastSequenceNumber: a.last,
+			NewSubmitsAcceptedCount: a.count, NewSharesSum: uint64(math.Round(a.sum))})
+	} else {
+		msgs := make([]codec.Message, 0, len(c.acks))
+		for _, a := range c.acks {
+			msgs = append(msgs, &messages.SubmitSharesSuccess{ChannelID: a.channel, LastSequenceNumber: a.last,
+				NewSubmitsAcceptedCount: a.count, NewSharesSum: uint64(math.Round(a.sum))})
+		}
+		c.sendAll(msgs)
+	}
+	c.acks = c.acks[:0]
+	c.ackCount = 0
+}
+
+// moreBuffered reports whether another frame (or part of one) of the
+// device's burst is already read.
+func (c *conn) moreBuffered() bool {
+	return c.bc != nil && c.bc.r != nil && c.bc.r.Buffered() > 0
 }

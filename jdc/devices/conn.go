@@ -56,6 +56,10 @@ type conn struct {
 	flags  uint32
 	vendor string
 
+	// Share answers not sent yet (reader goroutine only).
+	acks     []pendingAck
+	ackCount int
+
 	// mu guards the channel state (see channels.go). Lock order:
 	// Server.state before conn.mu.
 	mu sync.Mutex
@@ -273,10 +277,18 @@ func (c *conn) readLoop() {
 			c.close("malformed frame", fmt.Errorf("%s: %w", messages.Name(h.ExtensionType, h.MsgType), err))
 			return
 		}
+		switch m.(type) {
+		case *messages.SubmitSharesStandard, *messages.SubmitSharesExtended:
+		default:
+			c.flushAcks() // answers keep the order of the requests
+		}
 		if err := c.handle(m); err != nil {
 			c.s.m.dropped.WithLabelValues("protocol_violation").Inc()
 			c.close("protocol violation", err)
 			return
+		}
+		if len(c.acks) > 0 && (c.ackCount >= maxAckBatch || !c.moreBuffered()) {
+			c.flushAcks()
 		}
 	}
 }

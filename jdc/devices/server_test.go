@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -342,5 +343,69 @@ func TestPerChannelJobs(t *testing.T) {
 	sh = d.grind(t, a.ChannelID, nil, false)
 	if code := d.result(t, a.ChannelID, d.submit(sh, false)); code != mining.CodeInvalidChannelID {
 		t.Fatalf("share on the closed channel: %q", code)
+	}
+}
+
+// TestBatchedShareAnswers sends bursts of shares in one write: the answers
+// acknowledge them in batches, and an error keeps its place in the order.
+func TestBatchedShareAnswers(t *testing.T) {
+	ts := startServer(t, Config{})
+	ts.s.SetWork(testWork(1, true, 8))
+	ts.s.SetPrevHash(prevHash(1, hardBits))
+	d := dialDevice(t, ts.addr, devOpts{authority: ts.pub, flags: messages.FlagRequiresStandardJobs, batch: true})
+	ch := d.openStandard(t, "burst", 1)
+	waitFor[*messages.MiningSetNewPrevHash](t, d, nil)
+	const n = 20
+	var shares []share
+	for len(shares) < n {
+		shares = append(shares, d.grind(t, ch.ChannelID, nil, false))
+	}
+	burst := func(bad int) {
+		t.Helper()
+		d.bc.hold()
+		for i, sh := range shares {
+			if i == bad {
+				sh.job = 999
+			}
+			d.submit(sh, false)
+		}
+		if err := d.bc.flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Fresh nonces for the second burst (the first ones are duplicates now).
+	burst(-1)
+	var answers, accepted uint32
+	var last uint32
+	for accepted < n {
+		m := waitFor[*messages.SubmitSharesSuccess](t, d, nil)
+		answers++
+		accepted += m.NewSubmitsAcceptedCount
+		last = m.LastSequenceNumber
+	}
+	if accepted != n || last != n || answers >= n {
+		t.Fatalf("%d answers acknowledged %d shares up to %d; want fewer than %d answers for %d shares", answers, accepted, last, n, n)
+	}
+	for i := range shares {
+		shares[i] = d.grind(t, ch.ChannelID, nil, false)
+	}
+	burst(7)
+	// Success up to the share before the bad one, the error, then the rest.
+	var order []string
+	for accepted < 2*n-1 {
+		switch m := d.next(t).(type) {
+		case *messages.SubmitSharesSuccess:
+			accepted += m.NewSubmitsAcceptedCount
+			order = append(order, fmt.Sprintf("ok<=%d", m.LastSequenceNumber))
+		case *messages.SubmitSharesError:
+			if m.ErrorCode != mining.CodeInvalidJobID || m.SequenceNumber != n+8 {
+				t.Fatalf("error %+v", m)
+			}
+			order = append(order, fmt.Sprintf("err%d", m.SequenceNumber))
+		}
+	}
+	want := fmt.Sprintf("ok<=%d", n+7)
+	if len(order) < 3 || order[0] != want || order[1] != fmt.Sprintf("err%d", n+8) || order[len(order)-1] != fmt.Sprintf("ok<=%d", 2*n) {
+		t.Fatalf("answers %v", order)
 	}
 }
