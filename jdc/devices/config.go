@@ -48,6 +48,10 @@ type Config struct {
 	// MaxConns bounds the connected devices (after the handshake).
 	// Connections beyond it are closed at once. Default 4096.
 	MaxConns int
+	// MaxHandshakes bounds connections accepted but not yet set up (Noise
+	// handshakes in flight); more are closed at once, before any work is
+	// done for them. Default 128.
+	MaxHandshakes int
 	// MaxConnsPerIP bounds the connections from one IP address (0: no
 	// limit — devices behind NAT share one address).
 	MaxConnsPerIP int

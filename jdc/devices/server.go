@@ -84,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		CertValidity:     cfg.CertValidity,
 		Plaintext:        cfg.Plaintext,
 		HandshakeTimeout: cfg.SetupTimeout,
+		MaxHandshakes:    cfg.MaxHandshakes,
 		MaxPayload: func(h codec.Header) int {
 			return min(messages.MaxPayload(h), maxFramePayload)
 		},
