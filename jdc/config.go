@@ -49,6 +49,7 @@ func ParseMode(s string) (Mode, error) {
 const (
 	DefaultReturnAfter        = 60 * time.Second
 	DefaultStartGrace         = 3 * time.Second
+	DefaultProbeInterval      = 10 * time.Second
 	DefaultTokenTimeout       = 10 * time.Second
 	DefaultDeclareTimeout     = 10 * time.Second
 	DefaultCustomJobTimeout   = 10 * time.Second
@@ -91,6 +92,10 @@ type Config struct {
 	// one (no work at all) a lower pair is taken at once and left when the
 	// higher one is ready. Negative: no grace.
 	StartGrace time.Duration
+	// ProbeInterval bounds the jobs of a pair the devices do not mine for
+	// (a warm standby, or a failed pair being probed): one per new tip, and
+	// for template updates on the same tip at most one per ProbeInterval.
+	ProbeInterval time.Duration
 	// TokenTimeout, DeclareTimeout and CustomJobTimeout bound the waits on
 	// the JDS (a token, a DeclareMiningJob answer) and on the pool (the
 	// SetCustomMiningJob answer); past them the pair has failed.
@@ -124,6 +129,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.ReturnAfter, DefaultReturnAfter)
+	def(&c.ProbeInterval, DefaultProbeInterval)
 	if c.StartGrace == 0 {
 		c.StartGrace = DefaultStartGrace
 	}

@@ -115,6 +115,8 @@ type pair struct {
 	// the clock, or a peer that stopped answering is never caught while
 	// templates come faster than the timeout.
 	tokenAt, declareAt, customAt time.Time
+	// jobAt is when the last job was started (ProbeInterval).
+	jobAt time.Time
 
 	job   *job
 	acked map[uint64]uint32 // work id → pool job id (current tip only)
@@ -413,7 +415,11 @@ func (c *Core) activate(now time.Time, a *Actions, t *template, tip bool) {
 		}
 	}
 	for _, p := range c.pairs {
-		if p.connected() {
+		// Standby pairs (kept warm, or failed and probed) get a job on every
+		// tip, but a template update on the same tip only once per
+		// ProbeInterval: a pool sees no custom job per template from a
+		// connection that sends no shares.
+		if p.connected() && (tip || p.idx == c.active || now.Sub(p.jobAt) >= c.cfg.ProbeInterval) {
 			c.startJob(now, a, p)
 		}
 	}
@@ -530,6 +536,7 @@ func (c *Core) startJob(now time.Time, a *Actions, p *pair) {
 		return
 	}
 	p.job = &job{tmpl: t, workID: w.id, stage: stageNeedToken}
+	p.jobAt = now
 	c.advance(now, a, p)
 }
 
@@ -1129,6 +1136,11 @@ func (c *Core) reselect(now time.Time, a *Actions, reason string) {
 	}
 	// New work at once: devices must never mine on a source that failed.
 	if c.cur != nil && c.cur.prev != nil {
+		if p := c.pair(best); p != nil && (p.job == nil || p.job.tmpl != c.cur) {
+			// A standby probed less often than templates come: its job
+			// for the template the devices now mine starts here.
+			c.startJob(now, a, p)
+		}
 		if w := c.freshWork(a, best, c.cur); w != nil {
 			c.sendWork(a, w, true)
 			a.Devices = append(a.Devices, DeviceOp{PrevHash: &PrevHash{

@@ -278,7 +278,7 @@ func TestFailoverTriggers(t *testing.T) {
 			// template needs one.
 			e.f.refill(1)
 			m := e.f.newTemplate(false, 1)
-			e.f.acceptJob(1, e.f.txData(m.TemplateID))
+			e.f.txData(m.TemplateID)
 			e.f.refill(1)
 			return e.f.advance(DefaultTokenTimeout)
 		}, reason: "jds-timeout: no token", wantReset: true},
@@ -880,5 +880,79 @@ func TestSilentPeerCaughtUnderFastTemplates(t *testing.T) {
 				t.Fatalf("active %s, pair 0 %+v", SourceName(f.c.Active()), f.c.States()[0])
 			}
 		})
+	}
+}
+
+// Standby pairs (warm, or failed and probed) get a job on every tip but at
+// most one per ProbeInterval for template updates on the same tip; a switch
+// to a standby starts its job for the devices' template at once.
+func TestProbeInterval(t *testing.T) {
+	f := newFixture(t, poolCfg(CoinbaseOnly, 2))
+	f.newTip(0)
+	f.acceptJob(0, f.connect(0))
+	f.acceptJob(1, f.connect(1))
+	customs := func(from int) (n [2]int) {
+		for _, a := range f.all[from:] {
+			for _, s := range a.Pool {
+				if _, ok := s.Msg.(*messages.SetCustomMiningJob); ok {
+					n[s.Pair]++
+				}
+			}
+		}
+		return n
+	}
+	updates := func(n int) int {
+		from := len(f.all)
+		for i := 0; i < n; i++ {
+			f.advance(time.Second)
+			f.newTemplate(false, 0)
+			f.refill(0)
+			f.refill(1)
+			f.answerAll(0, len(f.all)-3)
+			f.answerAll(1, len(f.all)-3)
+		}
+		return from
+	}
+	from := updates(5)
+	if n := customs(from); n[0] != 5 || n[1] != 0 {
+		t.Fatalf("custom jobs per pair %v over 5 updates, want [5 0]", n)
+	}
+	// Pair 0's next job is rejected: pair 1 takes over with a job for the
+	// devices' template in the same step.
+	from = len(f.all)
+	f.advance(time.Second)
+	f.newTemplate(false, 0)
+	f.refill(0)
+	var m *messages.SetCustomMiningJob
+	for _, a := range f.all[from:] {
+		if j := customJobOf(a, 0); j != nil {
+			m = j
+		}
+	}
+	a := f.apply(f.c.PoolMessage(f.now, 0, &messages.SetCustomMiningJobError{ChannelID: 10, RequestID: m.RequestID, ErrorCode: "invalid-job"}))
+	if f.c.Active() != 1 {
+		t.Fatal("no switch to pair 1")
+	}
+	j := customJobOf(a, 1)
+	if j == nil {
+		a = f.refill(1)
+		j = customJobOf(a, 1)
+	}
+	if j == nil || f.c.pairs[1].job.tmpl != f.c.cur {
+		t.Fatalf("pair 1 has no job for the devices' template: %+v", a)
+	}
+	f.answerAll(1, from)
+	// Pair 0 is probed once per ProbeInterval, not per template.
+	from = updates(int(DefaultProbeInterval/time.Second) + 2)
+	if n := customs(from); n[0] < 1 || n[0] > 2 || n[1] != int(DefaultProbeInterval/time.Second)+2 {
+		t.Fatalf("custom jobs per pair %v", n)
+	}
+	// A new tip reaches every pair.
+	from = len(f.all)
+	f.newTip(0)
+	f.refill(0)
+	f.refill(1)
+	if n := customs(from); n[0] != 1 || n[1] != 1 {
+		t.Fatalf("custom jobs per pair on a tip %v", n)
 	}
 }

@@ -17,9 +17,10 @@
 //
 // # The job pipeline of a pair
 //
-// For the current template every connected pair takes a token (one spare is
-// kept ahead), declares the job to its JDS in full-template mode, and sends
-// SetCustomMiningJob to its pool. Devices mine before the pool answers
+// For the current template the active pair takes a token (one spare is kept
+// ahead), declares the job to its JDS in full-template mode, and sends
+// SetCustomMiningJob to its pool; standby pairs do the same on every new tip
+// and at most once per Config.ProbeInterval for updates on the same tip. Devices mine before the pool answers
 // (optimistic mining); their shares wait, bounded, for the pool's job id.
 //
 // # Failover
@@ -28,6 +29,7 @@
 // or lost JDS, DeclareMiningJob.Error, SetCustomMiningJob.Error or no answer,
 // shares of acknowledged jobs rejected, a lost connection) fails the pair and,
 // when it fed the devices, moves them at once to the next usable pair, or to
-// solo. A failed pair keeps being probed with every new template and is used
-// again once its custom jobs were acknowledged for Config.ReturnAfter.
+// solo. A failed pair keeps being probed (as a standby) and is used again
+// once its custom jobs were acknowledged for Config.ReturnAfter. At start,
+// Config.StartGrace lets a higher pair connect before a lower one is taken.
 package jdc

@@ -97,6 +97,7 @@ type Config struct {
 
 	Failover struct {
 		ReturnAfter      time.Duration `toml:"return-after" help:"how long a pair that failed must stay healthy before jdc returns to it"`
+		ProbeInterval    time.Duration `toml:"probe-interval" help:"a standby pair (warm, or failed and probed) gets a custom job on every new tip, and for template updates at most once per this long"`
 		StartGrace       time.Duration `toml:"start-grace" help:"at start, how long to wait for a higher pair to connect before taking a lower one (devices mine solo meanwhile, if configured; 0: no wait)"`
 		TokenTimeout     time.Duration `toml:"token-timeout" help:"JDS slow: no token within this long fails the pair"`
 		DeclareTimeout   time.Duration `toml:"declare-timeout" help:"JDS slow: no DeclareMiningJob answer within this long fails the pair"`
@@ -138,6 +139,7 @@ func defaults() *Config {
 	c.Devices.SendQueue = devices.DefaultSendQueue
 	c.Failover.ReturnAfter = jdc.DefaultReturnAfter
 	c.Failover.StartGrace = jdc.DefaultStartGrace
+	c.Failover.ProbeInterval = jdc.DefaultProbeInterval
 	c.Failover.TokenTimeout = jdc.DefaultTokenTimeout
 	c.Failover.DeclareTimeout = jdc.DefaultDeclareTimeout
 	c.Failover.CustomJobTimeout = jdc.DefaultCustomJobTimeout
@@ -311,7 +313,8 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 		key string
 		v   float64
 	}{
-		{"failover.return-after", float64(cfg.Failover.ReturnAfter)}, {"failover.token-timeout", float64(cfg.Failover.TokenTimeout)},
+		{"failover.return-after", float64(cfg.Failover.ReturnAfter)}, {"failover.probe-interval", float64(cfg.Failover.ProbeInterval)},
+		{"failover.token-timeout", float64(cfg.Failover.TokenTimeout)},
 		{"failover.declare-timeout", float64(cfg.Failover.DeclareTimeout)}, {"failover.custom-job-timeout", float64(cfg.Failover.CustomJobTimeout)},
 		{"failover.share-reject-limit", float64(cfg.Failover.ShareRejectLimit)}, {"failover.token-max-age", float64(cfg.Failover.TokenMaxAge)}, {"failover.max-pending-shares", float64(cfg.Failover.MaxPendingShares)},
 		{"devices.max-connections", float64(cfg.Devices.MaxConnections)}, {"devices.shares-per-minute", cfg.Devices.SharesPerMinute},
@@ -373,7 +376,7 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	}
 	dc := daemon.Config{
 		Core: jdc.Config{Mode: mode, SoloScript: solo, Tag: tag,
-			ReturnAfter: cfg.Failover.ReturnAfter, StartGrace: startGrace, TokenTimeout: cfg.Failover.TokenTimeout,
+			ReturnAfter: cfg.Failover.ReturnAfter, StartGrace: startGrace, ProbeInterval: cfg.Failover.ProbeInterval, TokenTimeout: cfg.Failover.TokenTimeout,
 			DeclareTimeout: cfg.Failover.DeclareTimeout, CustomJobTimeout: cfg.Failover.CustomJobTimeout,
 			TokenMaxAge: cfg.Failover.TokenMaxAge, ShareRejectLimit: cfg.Failover.ShareRejectLimit, MaxPendingShares: cfg.Failover.MaxPendingShares},
 		TPAddr: cfg.TP.Addr, TPAuthorityKey: tpKey, TPPlaintext: cfg.TP.Plaintext,

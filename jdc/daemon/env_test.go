@@ -191,7 +191,7 @@ func (e *env) startPool(i int, addr string, rejectJobs, rejectShares bool) {
 func (e *env) startJDC(mode jdc.Mode, mod func(*Config)) *Daemon {
 	t := e.t
 	cfg := Config{
-		Core:   jdc.Config{Mode: mode, ReturnAfter: 3 * time.Second, TokenTimeout: 3 * time.Second, DeclareTimeout: 5 * time.Second, CustomJobTimeout: 3 * time.Second},
+		Core:   jdc.Config{Mode: mode, ReturnAfter: 3 * time.Second, ProbeInterval: time.Second, TokenTimeout: 3 * time.Second, DeclareTimeout: 5 * time.Second, CustomJobTimeout: 3 * time.Second},
 		TPAddr: e.tpAddr, TPAuthorityKey: &e.tpKey,
 		Devices: devices.Config{Listen: "127.0.0.1:0", Plaintext: true, MinDifficulty: 1e-12,
 			SharesPerMinute: 60, VardiffWindow: 5 * time.Second},
