@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sv2kit/sv2kit/declare"
 	"github.com/sv2kit/sv2kit/internal/regtest"
 	"github.com/sv2kit/sv2kit/jdc"
 )
@@ -264,18 +265,40 @@ func TestFailover(t *testing.T) {
 	t.Logf("miner: %d jobs, %d shares accepted, %d rejected %v, %d blocks", st.Jobs, st.Accepted, st.Rejected, st.RejectReasons, st.Blocks)
 }
 
-// TestFailoverFullTemplate: in full-template mode a JDS that goes away
-// (declarations fail) moves jdc to pair 1, and it returns once the JDS is
-// back and declares again.
+// TestFailoverFullTemplate: in full-template mode a JDS that refuses every
+// declaration (DeclareMiningJob.Error) and a JDS that goes away each move
+// jdc to pair 1, and it returns once the JDS declares again.
 func TestFailoverFullTemplate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
-	d := e.startJDC(jdc.FullTemplate, nil)
 	p0, p1 := e.pairs[0], e.pairs[1]
-	waitActive(t, e, d, 0, "start", nil)
-	e.startMiner(d.DevicesAddr(), 4)
-	waitActive(t, e, d, 0, "start", p0.payout)
 	addr, paddr := p0.jdsAddr, p0.poolAddr
+	// Pair 0's JDS computes the subsidy with mainnet's halving interval:
+	// on regtest past height 150 it asks more than the template has, and
+	// answers every declaration pool-payout-underpaid.
+	p0.jdsStop()
+	_ = p0.pool.Close()
+	p0.policy = func(p *declare.Policy) { p.HalvingInterval = 210_000 }
+	e.startJDS(0, addr)
+	e.startPool(0, paddr, false, false)
+	reg := prometheus.NewRegistry()
+	d := e.startJDC(jdc.FullTemplate, func(c *Config) { c.Registerer = reg })
+	waitActive(t, e, d, 1, "JDS 0 refusing declarations", nil)
+	if r := d.Status().States[0].Reason; r != "declare-error: "+declare.CodePayoutUnderpaid {
+		t.Fatalf("pair 0 reason %q", r)
+	}
+	if n := switchesWithReason(t, reg, "declare-error"); n == 0 {
+		t.Fatal("no switch counted with reason declare-error")
+	}
+	e.startMiner(d.DevicesAddr(), 4)
+	waitActive(t, e, d, 1, "JDS 0 refusing declarations", p1.payout)
+	p0.jdsStop()
+	_ = p0.pool.Close()
+	p0.policy = nil
+	e.startJDS(0, addr)
+	e.startPool(0, paddr, false, false)
+	waitActive(t, e, d, 0, "JDS 0 declaring again", p0.payout)
+
 	p0.jdsStop()
 	waitActive(t, e, d, 1, "JDS killed", p1.payout)
 	e.startJDS(0, addr)
@@ -329,4 +352,27 @@ func TestFailoverSlowPool(t *testing.T) {
 	}
 	proxy.stalled.Store(false)
 	waitActive(t, e, d, 0, "pool answering again", p0.payout)
+}
+
+// switchesWithReason sums jdc_upstream_switches_total for reason.
+func switchesWithReason(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "jdc_upstream_switches_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

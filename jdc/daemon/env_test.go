@@ -76,6 +76,8 @@ type testPair struct {
 	jdsStop  func()
 	pool     *testpool.Pool
 	poolAddr string
+	// policy, when set, adjusts the JDS's policy at its next start.
+	policy func(*declare.Policy)
 }
 
 func newEnv(t *testing.T, pairs int) *env {
@@ -144,10 +146,14 @@ func (e *env) startTP(addr string) {
 func (e *env) startJDS(i int, addr string) {
 	t := e.t
 	p := e.pairs[i]
+	pol := declare.Policy{PayoutScript: p.payout, HalvingInterval: declare.RegtestHalvingInterval,
+		AllowFullTemplate: true, AllowCoinbaseOnly: true}
+	if p.policy != nil {
+		p.policy(&pol)
+	}
 	srv, err := declare.New(declare.Config{
 		AuthorityKey: p.auth,
-		Policy: declare.Policy{PayoutScript: p.payout, HalvingInterval: declare.RegtestHalvingInterval,
-			AllowFullTemplate: true, AllowCoinbaseOnly: true},
+		Policy:       pol,
 		Node: e.rpc, Txs: mempool.NewStore(0), BlockDir: t.TempDir(), TipPollInterval: 200 * time.Millisecond,
 		Logger: e.log.Named("jds").With("pair", i),
 	})
