@@ -152,6 +152,13 @@ func TestDocsListEveryKey(t *testing.T) {
 			t.Errorf("docs/jdc.md does not mention key %s", k.Path)
 		}
 	}
+	// The reference table is the generated one, row for row: flag,
+	// environment variable, default and meaning as the code has them.
+	for _, row := range strings.Split(config.Markdown(defaults(), envPrefix), "\n") {
+		if strings.HasPrefix(row, "| `") && !strings.Contains(string(doc), row+"\n") {
+			t.Errorf("docs/jdc.md lacks the row (or has it out of date):\n%s", row)
+		}
+	}
 	for _, k := range []string{"pool", "pool-authority-public-key", "pool-plaintext", "jds", "jds-authority-public-key",
 		"user-identity", "declare-txids", "push-solution-2025"} {
 		if !strings.Contains(string(doc), "`"+k+"`") {
