@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/btcsuite/btcd/wire"
 )
 
 // MaxScriptSigSize is the consensus limit on a coinbase scriptSig; the
@@ -126,17 +124,28 @@ func ParseOutputs(raw []byte, count int) ([]TxOutput, error) {
 	if count < 0 || count > len(raw)/9 {
 		return nil, fmt.Errorf("outputs: count %d does not fit in %d bytes", count, len(raw))
 	}
-	r := bytes.NewReader(raw)
+	// Parsed by hand: wire.ReadTxOut borrows from btcd's script free list and
+	// allocated megabytes per call, and this runs once per job.
 	outs := make([]TxOutput, 0, count)
+	rest := raw
 	for i := 0; i < count; i++ {
-		var to wire.TxOut
-		if err := wire.ReadTxOut(r, 0, wire.TxVersion, &to); err != nil {
-			return nil, fmt.Errorf("output %d: %w", i, err)
+		if len(rest) < 9 {
+			return nil, fmt.Errorf("output %d: %d bytes left, need at least 9", i, len(rest))
 		}
-		outs = append(outs, TxOutput{Value: to.Value, PkScript: to.PkScript})
+		value := int64(binary.LittleEndian.Uint64(rest))
+		n, k, ok := readVarInt(rest[8:])
+		if !ok {
+			return nil, fmt.Errorf("output %d: truncated or non-canonical script length", i)
+		}
+		rest = rest[8+k:]
+		if n > uint64(len(rest)) {
+			return nil, fmt.Errorf("output %d: script of %d bytes, %d left", i, n, len(rest))
+		}
+		outs = append(outs, TxOutput{Value: value, PkScript: bytes.Clone(rest[:n])})
+		rest = rest[n:]
 	}
-	if r.Len() != 0 {
-		return nil, fmt.Errorf("outputs: %d bytes left after %d outputs", r.Len(), count)
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("outputs: %d bytes left after %d outputs", len(rest), count)
 	}
 	return outs, nil
 }
@@ -144,15 +153,44 @@ func ParseOutputs(raw []byte, count int) ([]TxOutput, error) {
 // ParseOutputVector reads a CompactSize-prefixed output vector (the form of
 // AllocateMiningJobToken.Success and SetCustomMiningJob outputs).
 func ParseOutputVector(raw []byte) ([]TxOutput, error) {
-	r := bytes.NewReader(raw)
-	n, err := wire.ReadVarInt(r, 0)
-	if err != nil {
-		return nil, fmt.Errorf("output count: %w", err)
+	n, k, ok := readVarInt(raw)
+	if !ok {
+		return nil, errors.New("output count: truncated or non-canonical CompactSize")
 	}
 	if n > uint64(len(raw)/9) {
 		return nil, fmt.Errorf("output count %d does not fit in %d bytes", n, len(raw))
 	}
-	return ParseOutputs(raw[len(raw)-r.Len():], int(n))
+	return ParseOutputs(raw[k:], int(n))
+}
+
+// readVarInt reads a canonical CompactSize from b: the value, its length,
+// and false when b is short or the encoding is not minimal (as btcd refuses).
+func readVarInt(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch b[0] {
+	case 0xfd:
+		if len(b) < 3 {
+			return 0, 0, false
+		}
+		v = uint64(binary.LittleEndian.Uint16(b[1:]))
+		return v, 3, v >= 0xfd
+	case 0xfe:
+		if len(b) < 5 {
+			return 0, 0, false
+		}
+		v = uint64(binary.LittleEndian.Uint32(b[1:]))
+		return v, 5, v > 0xffff
+	case 0xff:
+		if len(b) < 9 {
+			return 0, 0, false
+		}
+		v = binary.LittleEndian.Uint64(b[1:])
+		return v, 9, v > 0xffffffff
+	default:
+		return uint64(b[0]), 1, true
+	}
 }
 
 // SerializeOutputVector writes a CompactSize-prefixed output vector.
