@@ -414,10 +414,9 @@ func (d *Daemon) currentTP() *tpclient.Client {
 }
 
 func (d *Daemon) tpLoop(ctx context.Context) {
-	log := d.log.Named("tp")
-	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	log := d.log.Named("tp").With("addr", d.cfg.TPAddr)
 	first := true
-	for ctx.Err() == nil {
+	d.redial(ctx, log, "tp", func() (func() string, error) {
 		d.stMu.Lock()
 		c := d.constraints
 		d.stMu.Unlock()
@@ -427,44 +426,61 @@ func (d *Daemon) tpLoop(ctx context.Context) {
 			Logger: log, UserAgent: "sv2kit-jdc",
 		})
 		if err != nil {
+			return nil, err
+		}
+		return func() string {
+			log.Info("connected to tp")
+			d.tpMu.Lock()
+			d.tp = cl
+			d.tpMu.Unlock()
+			d.setTP(true)
+			stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
+			if !first {
+				d.post(ctx, event{fn: d.core.TemplateProviderReset})
+			}
+			first = false
+			for m := range cl.Events() {
+				switch m := m.(type) {
+				case *messages.NewTemplate:
+					kind := "current"
+					if m.FutureTemplate {
+						kind = "future"
+					}
+					d.m.templates.WithLabelValues(kind).Inc()
+					d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.NewTemplate(now, m) }})
+				case *messages.SetNewPrevHash:
+					d.m.tipChanges.Inc()
+					d.post(ctx, event{tip: time.Now(), fn: func(now time.Time) jdc.Actions { return d.core.SetNewPrevHash(now, m) }})
+				}
+			}
+			stop()
+			d.tpMu.Lock()
+			d.tp = nil
+			d.tpMu.Unlock()
+			d.setTP(false)
+			_ = cl.Close()
+			return endReason(cl.Err())
+		}, nil
+	})
+}
+
+// redial keeps one upstream connection up until ctx ends: connect, serve
+// the session until it ends (serve returns why), wait with backoff (reset
+// after a connection that lasted stableConn), again.
+func (d *Daemon) redial(ctx context.Context, log hclog.Logger, what string, connect func() (serve func() string, err error)) {
+	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	for ctx.Err() == nil {
+		serve, err := connect()
+		if err != nil {
 			wait := b.Next()
-			log.Warn("cannot connect to tp; retrying", "addr", d.cfg.TPAddr, "error", err, "in", wait)
+			log.Warn("cannot connect to "+what+"; retrying", "error", err, "in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}
 			continue
 		}
 		up := time.Now()
-		log.Info("connected to tp", "addr", d.cfg.TPAddr)
-		d.tpMu.Lock()
-		d.tp = cl
-		d.tpMu.Unlock()
-		d.setTP(true)
-		stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
-		if !first {
-			d.post(ctx, event{fn: d.core.TemplateProviderReset})
-		}
-		first = false
-		for m := range cl.Events() {
-			switch m := m.(type) {
-			case *messages.NewTemplate:
-				kind := "current"
-				if m.FutureTemplate {
-					kind = "future"
-				}
-				d.m.templates.WithLabelValues(kind).Inc()
-				d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.NewTemplate(now, m) }})
-			case *messages.SetNewPrevHash:
-				d.m.tipChanges.Inc()
-				d.post(ctx, event{tip: time.Now(), fn: func(now time.Time) jdc.Actions { return d.core.SetNewPrevHash(now, m) }})
-			}
-		}
-		stop()
-		d.tpMu.Lock()
-		d.tp = nil
-		d.tpMu.Unlock()
-		d.setTP(false)
-		_ = cl.Close()
+		reason := serve()
 		if ctx.Err() != nil {
 			return
 		}
@@ -472,11 +488,18 @@ func (d *Daemon) tpLoop(ctx context.Context) {
 			b.Reset()
 		}
 		wait := b.Next()
-		log.Warn("tp connection lost; reconnecting", "error", cl.Err(), "in", wait)
+		log.Warn(what+" connection ended; reconnecting", "reason", reason, "in", wait)
 		if !sleep(ctx, wait) {
 			return
 		}
 	}
+}
+
+func endReason(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "closed"
 }
 
 func (d *Daemon) setTP(up bool) {
@@ -550,8 +573,7 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 	u := d.cfg.Upstreams[i]
 	pc := d.pairs[i]
 	log := d.log.Named("pool").With("pair", i, "addr", u.PoolAddr)
-	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
-	for ctx.Err() == nil {
+	d.redial(ctx, log, "the pool", func() (func() string, error) {
 		hr := d.cfg.NominalHashRate
 		if st := d.devices.Stats(); st.HashRate > 0 {
 			hr = float32(st.HashRate)
@@ -563,113 +585,78 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 			Timeout:           d.cfg.Timeout, Logger: log,
 		})
 		if err != nil {
-			wait := b.Next()
-			log.Warn("cannot connect to the pool; retrying", "error", err, "in", wait)
-			if !sleep(ctx, wait) {
-				return
+			return nil, err
+		}
+		return func() string {
+			ch := cl.Channel()
+			log.Info("pool channel open", "channel", ch.ID, "extranonce_prefix", hex.EncodeToString(ch.ExtranoncePrefix), "extranonce_size", ch.ExtranonceSize)
+			pc.mu.Lock()
+			pc.pool = cl
+			pc.mu.Unlock()
+			stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
+			d.post(ctx, event{fn: func(now time.Time) jdc.Actions {
+				return d.core.PoolUp(now, i, jdc.Channel{ID: ch.ID, Target: ch.Target, ExtranoncePrefix: ch.ExtranoncePrefix, ExtranonceSize: ch.ExtranonceSize})
+			}})
+			for m := range cl.Events() {
+				switch m := m.(type) {
+				case *messages.SetCustomMiningJobSuccess:
+					d.m.customJobs.WithLabelValues(strconv.Itoa(i), "accepted").Inc()
+				case *messages.SetCustomMiningJobError:
+					d.m.customJobs.WithLabelValues(strconv.Itoa(i), "rejected").Inc()
+					log.Warn("pool rejected a custom job", "code", m.ErrorCode)
+				case *messages.SubmitSharesError:
+					log.Debug("pool rejected a share", "code", m.ErrorCode, "seq", m.SequenceNumber)
+				}
+				d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolMessage(now, i, m) }})
 			}
-			continue
-		}
-		up := time.Now()
-		ch := cl.Channel()
-		log.Info("pool channel open", "channel", ch.ID, "extranonce_prefix", hex.EncodeToString(ch.ExtranoncePrefix), "extranonce_size", ch.ExtranonceSize)
-		pc.mu.Lock()
-		pc.pool = cl
-		pc.mu.Unlock()
-		stop := context.AfterFunc(ctx, func() { _ = cl.Close() })
-		d.post(ctx, event{fn: func(now time.Time) jdc.Actions {
-			return d.core.PoolUp(now, i, jdc.Channel{ID: ch.ID, Target: ch.Target, ExtranoncePrefix: ch.ExtranoncePrefix, ExtranonceSize: ch.ExtranonceSize})
-		}})
-		for m := range cl.Events() {
-			switch m := m.(type) {
-			case *messages.SetCustomMiningJobSuccess:
-				d.m.customJobs.WithLabelValues(strconv.Itoa(i), "accepted").Inc()
-			case *messages.SetCustomMiningJobError:
-				d.m.customJobs.WithLabelValues(strconv.Itoa(i), "rejected").Inc()
-				log.Warn("pool rejected a custom job", "code", m.ErrorCode)
-			case *messages.SubmitSharesError:
-				log.Debug("pool rejected a share", "code", m.ErrorCode, "seq", m.SequenceNumber)
+			stop()
+			pc.mu.Lock()
+			if pc.pool == cl {
+				pc.pool = nil
 			}
-			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolMessage(now, i, m) }})
-		}
-		stop()
-		pc.mu.Lock()
-		if pc.pool == cl {
-			pc.pool = nil
-		}
-		pc.mu.Unlock()
-		_ = cl.Close()
-		reason := "closed"
-		if err := cl.Err(); err != nil {
-			reason = err.Error()
-		}
-		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolDown(now, i, reason) }})
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(up) > stableConn {
-			b.Reset()
-		}
-		wait := b.Next()
-		log.Warn("pool connection ended; reconnecting", "reason", reason, "in", wait)
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
+			pc.mu.Unlock()
+			_ = cl.Close()
+			reason := endReason(cl.Err())
+			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolDown(now, i, reason) }})
+			return reason
+		}, nil
+	})
 }
 
 func (d *Daemon) jdsLoop(ctx context.Context, i int) {
 	u := d.cfg.Upstreams[i]
 	pc := d.pairs[i]
 	log := d.log.Named("jds").With("pair", i, "addr", u.JDSAddr)
-	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
-	for ctx.Err() == nil {
+	d.redial(ctx, log, "the JDS", func() (func() string, error) {
 		dc, err := declarer.Dial(ctx, declarer.Config{
 			Addr: u.JDSAddr, AuthorityPubKey: u.JDSAuthorityKey, UserIdentifier: u.UserIdentity,
 			FullTemplate: d.cfg.Core.Mode == jdc.FullTemplate, Timeout: d.cfg.Timeout, Logger: log,
 			PushSolution2025: u.PushSolution2025,
 		})
 		if err != nil {
-			wait := b.Next()
-			log.Warn("cannot connect to the JDS; retrying", "error", err, "in", wait)
-			if !sleep(ctx, wait) {
-				return
+			return nil, err
+		}
+		return func() string {
+			log.Info("connected to the JDS")
+			pc.mu.Lock()
+			pc.decl = dc
+			pc.mu.Unlock()
+			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSUp(now, i) }})
+			select {
+			case <-dc.Done():
+			case <-ctx.Done():
 			}
-			continue
-		}
-		up := time.Now()
-		log.Info("connected to the JDS")
-		pc.mu.Lock()
-		pc.decl = dc
-		pc.mu.Unlock()
-		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSUp(now, i) }})
-		select {
-		case <-dc.Done():
-		case <-ctx.Done():
-		}
-		pc.mu.Lock()
-		if pc.decl == dc {
-			pc.decl = nil
-		}
-		pc.mu.Unlock()
-		_ = dc.Close()
-		reason := "closed"
-		if err := dc.Err(); err != nil {
-			reason = err.Error()
-		}
-		d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSDown(now, i, reason) }})
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(up) > stableConn {
-			b.Reset()
-		}
-		wait := b.Next()
-		log.Warn("JDS connection ended; reconnecting", "reason", reason, "in", wait)
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
+			pc.mu.Lock()
+			if pc.decl == dc {
+				pc.decl = nil
+			}
+			pc.mu.Unlock()
+			_ = dc.Close()
+			reason := endReason(dc.Err())
+			d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.JDSDown(now, i, reason) }})
+			return reason
+		}, nil
+	})
 }
 
 // reportHashRate tells every connected pool the devices' hash rate

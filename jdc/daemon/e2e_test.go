@@ -173,24 +173,24 @@ func TestFailover(t *testing.T) {
 	m := e.startMiner(d.DevicesAddr(), 4)
 	waitActive(t, e, d, 0, "start", p0.payout)
 
-	t.Run("pool rejects custom jobs", func(t *testing.T) {
-		p0.pool.SetRejectCustomJobs(true)
-		waitActive(t, e, d, 1, "rejecting custom jobs", p1.payout)
-		if r := d.Status().States[0].Reason; r != "custom-job-rejected: rejected-by-pool-policy" {
-			t.Fatalf("pair 0 reason %q", r)
-		}
-		p0.pool.SetRejectCustomJobs(false)
-		waitActive(t, e, d, 0, "recovered", p0.payout)
-	})
-	t.Run("pool rejects shares", func(t *testing.T) {
-		p0.pool.SetRejectShares(true)
-		waitActive(t, e, d, 1, "rejecting shares", p1.payout)
-		if r := d.Status().States[0].Reason; r != "shares-rejected: rejected-by-pool-policy" {
-			t.Fatalf("pair 0 reason %q", r)
-		}
-		p0.pool.SetRejectShares(false)
-		waitActive(t, e, d, 0, "recovered", p0.payout)
-	})
+	for _, tc := range []struct {
+		name   string
+		reject func(bool)
+		reason string
+	}{
+		{"pool rejects custom jobs", p0.pool.SetRejectCustomJobs, "custom-job-rejected: rejected-by-pool-policy"},
+		{"pool rejects shares", p0.pool.SetRejectShares, "shares-rejected: rejected-by-pool-policy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.reject(true)
+			waitActive(t, e, d, 1, tc.name, p1.payout)
+			if r := d.Status().States[0].Reason; r != tc.reason {
+				t.Fatalf("pair 0 reason %q", r)
+			}
+			tc.reject(false)
+			waitActive(t, e, d, 0, "recovered", p0.payout)
+		})
+	}
 	t.Run("JDS killed", func(t *testing.T) {
 		addr := p0.jdsAddr
 		p0.jdsStop()
@@ -310,48 +310,51 @@ func TestFailoverFullTemplate(t *testing.T) {
 	}
 }
 
-// TestFailoverSlowJDS: a JDS that stops answering (the connection stays
-// up) fails its pair on the declaration deadline; jdc returns once it
-// answers again.
-func TestFailoverSlowJDS(t *testing.T) {
+// TestFailoverStalled: a JDS or a pool that stops answering (the connection
+// stays up, held by a proxy) fails its pair on its deadline; jdc returns
+// once it answers again.
+func TestFailoverStalled(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 2)
-	proxy := newStallProxy(t, e.pairs[0].jdsAddr)
-	d := e.startJDC(jdc.FullTemplate, func(c *Config) { c.Upstreams[0].JDSAddr = proxy.Addr() })
-	p0, p1 := e.pairs[0], e.pairs[1]
-	waitActive(t, e, d, 0, "start", nil)
-	e.startMiner(d.DevicesAddr(), 4)
-	waitActive(t, e, d, 0, "start", p0.payout)
-	proxy.stalled.Store(true)
-	waitActive(t, e, d, 1, "JDS stalled", p1.payout)
-	// The declarer's own request timeout or the core's deadline, whichever
-	// fires first: jds-token/jds-declare/jds-timeout.
-	if r := d.Status().States[0].Reason; !strings.HasPrefix(r, "jds-") {
-		t.Fatalf("pair 0 reason %q", r)
+	for _, tc := range []struct {
+		name   string
+		mode   jdc.Mode
+		jds    bool // stall the JDS, else the pool
+		reason string
+	}{
+		// The declarer's own request timeout or the core's deadline,
+		// whichever fires first: jds-token/jds-declare/jds-timeout.
+		{"JDS", jdc.FullTemplate, true, "jds-"},
+		{"pool", jdc.CoinbaseOnly, false, "pool-timeout: no SetCustomMiningJob answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 2)
+			p0, p1 := e.pairs[0], e.pairs[1]
+			target := p0.poolAddr
+			if tc.jds {
+				target = p0.jdsAddr
+			}
+			proxy := newStallProxy(t, target)
+			d := e.startJDC(tc.mode, func(c *Config) {
+				if tc.jds {
+					c.Upstreams[0].JDSAddr = proxy.Addr()
+				} else {
+					c.Upstreams[0].PoolAddr = proxy.Addr()
+				}
+			})
+			waitActive(t, e, d, 0, "start", nil)
+			e.startMiner(d.DevicesAddr(), 4)
+			waitActive(t, e, d, 0, "start", p0.payout)
+			proxy.stalled.Store(true)
+			waitActive(t, e, d, 1, tc.name+" stalled", p1.payout)
+			if r := d.Status().States[0].Reason; !strings.HasPrefix(r, tc.reason) {
+				t.Fatalf("pair 0 reason %q, want %q", r, tc.reason)
+			}
+			t.Logf("pair 0 failed: %s", d.Status().States[0].Reason)
+			proxy.stalled.Store(false)
+			waitActive(t, e, d, 0, tc.name+" answering again", p0.payout)
+		})
 	}
-	t.Logf("pair 0 failed: %s", d.Status().States[0].Reason)
-	proxy.stalled.Store(false)
-	waitActive(t, e, d, 0, "JDS answering again", p0.payout)
-}
-
-// TestFailoverSlowPool: a pool that stops answering custom jobs fails its
-// pair on the custom-job deadline.
-func TestFailoverSlowPool(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, 2)
-	proxy := newStallProxy(t, e.pairs[0].poolAddr)
-	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Upstreams[0].PoolAddr = proxy.Addr() })
-	p0, p1 := e.pairs[0], e.pairs[1]
-	waitActive(t, e, d, 0, "start", nil)
-	e.startMiner(d.DevicesAddr(), 4)
-	waitActive(t, e, d, 0, "start", p0.payout)
-	proxy.stalled.Store(true)
-	waitActive(t, e, d, 1, "pool stalled", p1.payout)
-	if r := d.Status().States[0].Reason; r != "pool-timeout: no SetCustomMiningJob answer" {
-		t.Fatalf("pair 0 reason %q", r)
-	}
-	proxy.stalled.Store(false)
-	waitActive(t, e, d, 0, "pool answering again", p0.payout)
 }
 
 // switchesWithReason sums jdc_upstream_switches_total for reason.

@@ -154,7 +154,7 @@ func (e *env) startJDS(i int, addr string) {
 	srv, err := declare.New(declare.Config{
 		AuthorityKey: p.auth,
 		Policy:       pol,
-		Node: e.rpc, Txs: mempool.NewStore(0), BlockDir: t.TempDir(), TipPollInterval: 200 * time.Millisecond,
+		Node:         e.rpc, Txs: mempool.NewStore(0), BlockDir: t.TempDir(), TipPollInterval: 200 * time.Millisecond,
 		Logger: e.log.Named("jds").With("pair", i),
 	})
 	if err != nil {
