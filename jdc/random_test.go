@@ -1,6 +1,7 @@
 package jdc
 
 import (
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -20,6 +21,7 @@ type world struct {
 	tokens   map[int]uint32 // pair → outstanding token request
 	declares map[int]DeclareRequest
 	customs  map[int]*messages.SetCustomMiningJob
+	txReqs   map[uint64]bool // RequestTransactionData asked again by the core
 	poolUp   []bool
 	jdsUp    []bool
 	failProb float64
@@ -33,6 +35,12 @@ func (w *world) answerAll() {
 	for k := 0; k < 20; k++ {
 		var a Actions
 		switch {
+		case len(w.txReqs) > 0:
+			for id := range w.txReqs {
+				delete(w.txReqs, id)
+				a = f.txData(id)
+				break
+			}
 		case len(w.tokens) > 0:
 			for i, req := range w.tokens {
 				delete(w.tokens, i)
@@ -72,6 +80,9 @@ func (w *world) do(a Actions) {
 }
 
 func (w *world) record(a Actions) {
+	for _, id := range a.TxData {
+		w.txReqs[id] = true
+	}
 	for _, r := range a.Tokens {
 		w.tokens[r.Pair] = r.Req
 	}
@@ -89,6 +100,16 @@ func (w *world) record(a Actions) {
 		delete(w.declares, r.Pair)
 		delete(w.customs, r.Pair)
 	}
+}
+
+// txData answers a RequestTransactionData: the data, or tp's refusal.
+func (w *world) txData(id uint64, fail bool) Actions {
+	f := w.fixture
+	delete(w.txReqs, id)
+	if fail {
+		return f.apply(f.c.TxDataFailed(f.now, id, errors.New("template-id-not-found")))
+	}
+	return f.txData(id)
 }
 
 func (w *world) step() {
@@ -115,11 +136,16 @@ func (w *world) step() {
 		a = f.all[len(f.all)-1]
 		w.do(f.all[len(f.all)-2])
 		w.do(a)
-		a = f.txData(id)
+		a = w.txData(id, fail)
 	case 1:
 		m := f.newTemplate(false, w.rng.IntN(3))
 		w.do(f.all[len(f.all)-1])
-		a = f.txData(m.TemplateID)
+		a = w.txData(m.TemplateID, fail)
+	case 10:
+		for id := range w.txReqs {
+			a = w.txData(id, fail)
+			break
+		}
 	case 2:
 		if !w.poolUp[i] {
 			w.poolUp[i] = true
@@ -201,7 +227,7 @@ func TestRandomizedFailover(t *testing.T) {
 		f := newFixture(t, poolCfg(FullTemplate, 3))
 		w := &world{
 			fixture: f, rng: rand.New(rand.NewPCG(seed, 99)),
-			tokens: map[int]uint32{}, declares: map[int]DeclareRequest{}, customs: map[int]*messages.SetCustomMiningJob{},
+			tokens: map[int]uint32{}, declares: map[int]DeclareRequest{}, customs: map[int]*messages.SetCustomMiningJob{}, txReqs: map[uint64]bool{},
 			poolUp: make([]bool, 3), jdsUp: make([]bool, 3), failProb: 0.3,
 		}
 		f.newTip(1)
