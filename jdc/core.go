@@ -1099,6 +1099,10 @@ func (c *Core) eligible(now time.Time, p *pair) bool {
 // else solo, else nothing. reason is the failure that caused it ("" when
 // the check is routine).
 func (c *Core) reselect(now time.Time, a *Actions, reason string) {
+	if c.graceEnd.IsZero() {
+		// The first decision is jdc's start (the shell ticks from then on).
+		c.graceEnd = now.Add(c.cfg.StartGrace)
+	}
 	best := None
 	if c.cfg.SoloScript != nil {
 		best = Solo
@@ -1156,9 +1160,6 @@ func (c *Core) reselect(now time.Time, a *Actions, reason string) {
 // instead of moving them to best while a higher pair may still connect. Only
 // when that costs no valid work: they mine solo, or there is no tip yet.
 func (c *Core) holdForHigher(now time.Time, best int) bool {
-	if c.graceEnd.IsZero() {
-		c.graceEnd = now.Add(c.cfg.StartGrace)
-	}
 	if c.cfg.StartGrace < 0 || !now.Before(c.graceEnd) {
 		return false
 	}

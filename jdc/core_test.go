@@ -769,6 +769,16 @@ func TestStartGracePrefersFirstPair(t *testing.T) {
 			t.Fatalf("active %s", SourceName(f.c.Active()))
 		}
 	})
+	t.Run("the grace runs from start, not from the first pair", func(t *testing.T) {
+		f := newFixture(t, poolCfg(CoinbaseOnly, 2))
+		f.apply(f.c.Tick(f.now)) // the shell ticks from its start
+		f.advance(DefaultStartGrace)
+		f.newTip(0)
+		f.connect(1)
+		if f.c.Active() != 1 {
+			t.Fatalf("active %s after the grace", SourceName(f.c.Active()))
+		}
+	})
 	t.Run("a failed higher pair is not waited for", func(t *testing.T) {
 		f := newFixture(t, poolCfg(CoinbaseOnly, 2))
 		f.newTip(0)
