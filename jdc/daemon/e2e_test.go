@@ -170,6 +170,10 @@ func TestFailover(t *testing.T) {
 	d := e.startJDC(jdc.CoinbaseOnly, func(c *Config) { c.Registerer = reg; c.Core.SoloScript = solo })
 	p0, p1 := e.pairs[0], e.pairs[1]
 	waitActive(t, e, d, 0, "start", nil)
+	// The start grace: solo → pair-0, never through pair-1 first.
+	if n := switchesWith(t, reg, map[string]string{"to": "pair-1"}); n != 0 {
+		t.Fatalf("%v switches to pair-1 at start", n)
+	}
 	m := e.startMiner(d.DevicesAddr(), 4)
 	waitActive(t, e, d, 0, "start", p0.payout)
 
@@ -360,6 +364,12 @@ func TestFailoverStalled(t *testing.T) {
 // switchesWithReason sums jdc_upstream_switches_total for reason.
 func switchesWithReason(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
+	return switchesWith(t, reg, map[string]string{"reason": reason})
+}
+
+// switchesWith sums jdc_upstream_switches_total over the series with labels.
+func switchesWith(t *testing.T, reg *prometheus.Registry, labels map[string]string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -370,10 +380,14 @@ func switchesWithReason(t *testing.T, reg *prometheus.Registry, reason string) f
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			match := 0
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					n += m.GetCounter().GetValue()
+				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+					match++
 				}
+			}
+			if match == len(labels) {
+				n += m.GetCounter().GetValue()
 			}
 		}
 	}
