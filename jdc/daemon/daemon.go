@@ -848,6 +848,12 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 				d.m.submissions.WithLabelValues("jds", "ok").Inc()
 			}
 		}
+		if d.cfg.Node != nil && raw == nil {
+			// Found before tp's transaction data arrived: tp (which has them)
+			// and the JDS still get it.
+			d.m.submissions.WithLabelValues("node", "error").Inc()
+			d.log.Warn("block not sent to the node: its transactions were not known yet", "hash", rec.Hash)
+		}
 		if d.cfg.Node != nil && raw != nil {
 			res, err := d.cfg.Node.SubmitBlock(sctx, raw)
 			switch {
