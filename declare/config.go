@@ -2,6 +2,7 @@ package declare
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/sv2kit/sv2kit/internal/config"
@@ -133,7 +134,7 @@ func (p *Policy) Validate() error {
 		return config.Invalid("pool.payout-address", "no pool payout output configured", "set pool.payout-address (or pool.payout-script, hex)")
 	case len(p.PayoutScript) > 10_000:
 		return config.Invalid("pool.payout-script", "script longer than 10,000 bytes", "use a standard output script")
-	case p.PayoutMinShare <= 0 || p.PayoutMinShare > 1:
+	case !(p.PayoutMinShare > 0 && p.PayoutMinShare <= 1): // NaN too: it would pass every comparison
 		return config.Invalid("pool.payout-min-share", fmt.Sprintf("%v is not in (0, 1]", p.PayoutMinShare), "use e.g. 1 (the whole reward) or 0.98")
 	case !p.AllowFullTemplate && !p.AllowCoinbaseOnly:
 		return config.Invalid("jds.full-template", "neither full-template nor coinbase-only mode is allowed", "set jds.full-template or jds.coinbase-only to true")
@@ -141,8 +142,10 @@ func (p *Policy) Validate() error {
 		return config.Invalid("jds.token-lifetime", "shorter than 1s", "use e.g. 10m")
 	case p.MaxTokensPerConn < 1 || p.MaxTokensPerConn > 1024:
 		return config.Invalid("limits.tokens-per-connection", "must be 1..1024", "use e.g. 16")
-	case p.TokenBurst < 1 || p.TokenRate <= 0:
-		return config.Invalid("limits.token-rate", "token burst and rate must be positive", "use e.g. burst 20, rate 5")
+	case p.TokenBurst < 1:
+		return config.Invalid("limits.token-burst", "must be at least 1", "use e.g. 20")
+	case !(p.TokenRate > 0) || math.IsInf(p.TokenRate, 1):
+		return config.Invalid("limits.token-rate", fmt.Sprintf("%v is not a positive finite rate", p.TokenRate), "use e.g. 5 (tokens per second)")
 	case p.MaxJobsPerConn < 1 || p.MaxJobs < p.MaxJobsPerConn:
 		return config.Invalid("limits.jobs-per-connection", "must be at least 1 and at most limits.jobs", "use e.g. 8 and 4096")
 	case p.MaxPendingPerConn < 1:

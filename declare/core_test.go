@@ -3,6 +3,7 @@ package declare
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -342,5 +343,22 @@ func TestTxCache(t *testing.T) {
 	}
 	if got := small.get([][32]byte{{9}, {0}}, []bool{true, true}); got[0] == nil || got[1] != nil {
 		t.Fatalf("%v", got)
+	}
+}
+
+// TestPolicyRefusesNaN: NaN passes "x <= 0" and "x > 1"; a NaN payout
+// share would turn the payout check off (int64(NaN × reward) is the most
+// negative int64 on amd64) and a NaN token rate the rate limit.
+func TestPolicyRefusesNaN(t *testing.T) {
+	for name, mut := range map[string]func(*Policy){
+		"payout share NaN": func(p *Policy) { p.PayoutMinShare = math.NaN() },
+		"token rate NaN":   func(p *Policy) { p.TokenRate = math.NaN() },
+		"token rate +Inf":  func(p *Policy) { p.TokenRate = math.Inf(1) },
+	} {
+		p := Policy{PayoutScript: poolScript, AllowFullTemplate: true}
+		mut(&p)
+		if _, err := NewCore(p, mempool.NewStore(0), [32]byte{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -311,8 +312,9 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		MaxMissingTxs: cfg.Limits.MissingTxs, MaxMissingBytes: cfg.Limits.MissingBytes, MissingTimeout: cfg.Limits.MissingTimeout,
 		MaxBlockWeight: cfg.Limits.BlockWeight, MaxBlockSigOpsCost: cfg.Limits.BlockSigOps,
 	}
-	if pol.PayoutMinShare == 0 {
-		return nil, config.Invalid("pool.payout-min-share", "0 would accept a coinbase that pays the pool nothing", "use a value in (0, 1], e.g. 1")
+	if !(pol.PayoutMinShare > 0 && pol.PayoutMinShare <= 1) {
+		return nil, config.Invalid("pool.payout-min-share", fmt.Sprintf("%v is not in (0, 1]; 0 would accept a coinbase that pays the pool nothing", pol.PayoutMinShare),
+			"use a value in (0, 1], e.g. 1")
 	}
 	for _, c := range []struct {
 		key string
@@ -328,10 +330,14 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		{"limits.setup-timeout", float64(cfg.Limits.SetupTimeout)}, {"limits.send-queue", float64(cfg.Limits.SendQueue)},
 		{"limits.proposal-timeout", float64(cfg.Limits.ProposalTimeout)}, {"limits.handshake-timeout", float64(cfg.Limits.HandshakeTimeout)},
 		{"limits.max-handshakes", float64(cfg.Limits.MaxHandshakes)},
+		{"keys.cert-validity", float64(cfg.Keys.CertValidity)}, {"node.timeout", float64(cfg.Node.Timeout)},
+		{"node.tip-poll-interval", float64(cfg.Node.TipPoll)}, {"mempool.poll-interval", float64(cfg.Mempool.PollInterval)},
 	} {
-		// Zero would silently mean "default" inside the packages.
-		if c.v <= 0 {
-			return nil, config.Invalid(c.key, "must be positive", "set a positive value or remove the key for the default")
+		// Zero or less would silently mean "default" inside the packages
+		// (and NaN would pass a "<= 0" test).
+		if !(c.v > 0) || math.IsInf(c.v, 1) {
+			return nil, config.Invalid(c.key, fmt.Sprintf("%v is not a positive finite value", cfgValue(c.key, c.v)),
+				"set a positive value or remove the key for the default")
 		}
 	}
 	pol.Normalize()
@@ -412,6 +418,15 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		return nil, config.Invalid("metrics.listen", err.Error(), "choose a free host:port or leave it empty")
 	}
 	return a, nil
+}
+
+// cfgValue shows a value of the positive-value check as the operator
+// wrote it: durations as durations.
+func cfgValue(key string, v float64) any {
+	if strings.HasSuffix(key, "timeout") || strings.HasSuffix(key, "interval") || strings.HasSuffix(key, "validity") || strings.HasSuffix(key, "lifetime") {
+		return time.Duration(v)
+	}
+	return v
 }
 
 func isLoopback(host string) bool {

@@ -57,11 +57,25 @@ func TestBadConfig(t *testing.T) {
 		{"bad node url", append([]string{"-node.url", "127.0.0.1:8332"}, payout...), "node.url"},
 		{"rawtx without sequence", append([]string{"-node.zmq-rawtx", "tcp://127.0.0.1:28333"}, payout...), "node.zmq-rawtx"},
 		{"misspelt key in file", []string{"-config", file}, "pool.payout-adress"},
+		// NaN passes every "x <= 0" and "x > 1" check; these would turn off
+		// the payout check and the token rate limit.
+		{"payout share NaN", append([]string{"-pool.payout-min-share", "NaN"}, payout...), "pool.payout-min-share"},
+		{"token rate NaN", append([]string{"-limits.token-rate", "NaN"}, payout...), "limits.token-rate"},
+		{"token rate infinite", append([]string{"-limits.token-rate", "+Inf"}, payout...), "limits.token-rate"},
+		// Zero or negative durations the packages would silently replace.
+		{"negative cert validity", append([]string{"-keys.cert-validity", "-5s"}, payout...), "keys.cert-validity"},
+		{"zero tip poll", append([]string{"-node.tip-poll-interval", "0"}, payout...), "node.tip-poll-interval"},
+		{"negative tip poll", append([]string{"-node.tip-poll-interval", "-1s"}, payout...), "node.tip-poll-interval"},
+		{"zero mempool poll", append([]string{"-mempool.poll-interval", "0"}, payout...), "mempool.poll-interval"},
+		{"zero node timeout", append([]string{"-node.timeout", "0"}, payout...), "node.timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			err := run(context.Background(), append(append([]string{}, base...), tc.args...), &out, &errOut)
+			// A configuration accepted by mistake would serve until ctx ends.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err := run(ctx, append(append([]string{}, base...), tc.args...), &out, &errOut)
 			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Key != tc.key {
 				t.Fatalf("error %v, want one naming %q", err, tc.key)
