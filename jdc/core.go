@@ -45,6 +45,7 @@ type template struct {
 	// ask again after tp refused or failed.
 	txAsked   bool
 	txRetryAt time.Time
+	txRetries int
 	// work maps a source (pair index or Solo) to its work id.
 	work map[int]uint64
 	// sent marks the work ids already sent to devices: a work id is sent
@@ -355,9 +356,13 @@ func (c *Core) TxDataFailed(now time.Time, templateID uint64, err error) Actions
 	return a
 }
 
-// txDataRetry paces RequestTransactionData retries for a template a
-// declaration waits on.
+// txDataRetry paces RequestTransactionData retries for the current
+// template.
 const txDataRetry = time.Second
+
+// maxIdleTxDataRetries bounds the retries for a template no declaration
+// waits for (solo, coinbase-only, or a pair that has its job).
+const maxIdleTxDataRetries = 5
 
 func (c *Core) waitsForTxData(t *template) bool {
 	for _, p := range c.pairs {
@@ -981,9 +986,15 @@ func (c *Core) block(a *Actions, w *work, s Share) {
 // returns to a higher pair that has stayed healthy long enough.
 func (c *Core) Tick(now time.Time) Actions {
 	var a Actions
-	if t := c.cur; t != nil && t.txs == nil && !t.txAsked && !t.txRetryAt.IsZero() && !now.Before(t.txRetryAt) && c.waitsForTxData(t) {
+	// The current template's data is asked for again after a failure: a
+	// declaration may wait for it, and without it a found block cannot be
+	// assembled for the node (tp still rebuilds it). With no declaration
+	// waiting, a few tries only.
+	if t := c.cur; t != nil && t.txs == nil && !t.txAsked && !t.txRetryAt.IsZero() && !now.Before(t.txRetryAt) &&
+		(c.waitsForTxData(t) || t.txRetries < maxIdleTxDataRetries) {
 		a.TxData = append(a.TxData, t.msg.TemplateID)
 		t.txAsked = true
+		t.txRetries++
 	}
 	for _, p := range c.pairs {
 		j := p.job

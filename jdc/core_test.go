@@ -966,3 +966,22 @@ func TestProbeInterval(t *testing.T) {
 		t.Fatalf("custom jobs per pair on a tip %v", n)
 	}
 }
+
+// Solo: the current template's data is asked for again a few times after a
+// refusal (a found block needs it for the node), then no more.
+func TestTxDataRetriedForBlocks(t *testing.T) {
+	f := newFixture(t, Config{Mode: SoloMode, SoloScript: soloScript})
+	id := f.newTip(1)
+	asked := 0
+	for i := 0; i < 2*maxIdleTxDataRetries; i++ {
+		f.apply(f.c.TxDataFailed(f.now, id, errors.New("refused")))
+		asked += len(f.advance(txDataRetry).TxData)
+	}
+	if asked != maxIdleTxDataRetries {
+		t.Fatalf("asked again %d times, want %d", asked, maxIdleTxDataRetries)
+	}
+	f.txData(id)
+	if a := f.apply(f.c.DeviceShare(f.now, f.share(true))); len(a.Blocks) != 1 || a.Blocks[0].Raw == nil {
+		t.Fatal("block not assembled once the data came")
+	}
+}
