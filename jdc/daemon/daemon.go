@@ -606,6 +606,10 @@ func (d *Daemon) poolLoop(ctx context.Context, i int) {
 					log.Warn("pool rejected a custom job", "code", m.ErrorCode)
 				case *messages.SubmitSharesError:
 					log.Debug("pool rejected a share", "code", m.ErrorCode, "seq", m.SequenceNumber)
+				case *messages.Reconnect:
+					// Not followed: a redirect would leave the pinned pool.
+					log.Warn("pool asked to reconnect elsewhere; staying (the connection is kept until the pool closes it)",
+						"host", m.NewHost, "port", m.NewPort)
 				}
 				d.post(ctx, event{fn: func(now time.Time) jdc.Actions { return d.core.PoolMessage(now, i, m) }})
 			}
