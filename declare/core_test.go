@@ -362,3 +362,22 @@ func TestPolicyRefusesNaN(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenVerdictBeforeTip: what is wrong with a token is said even before
+// the JDS knows the chain tip (jds answers the pool API from its start).
+func TestTokenVerdictBeforeTip(t *testing.T) {
+	c, err := NewCore(Policy{PayoutScript: poolScript, AllowFullTemplate: true}, mempool.NewStore(0), [32]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	tok, err := c.Allocate(1, &messages.AllocateMiningJobToken{UserIdentifier: "u"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.ValidateCustomJob("u", &messages.SetCustomMiningJob{MiningJobToken: tok.MiningJobToken}, now)
+	if v.Code != CodeJobNotYetValidated {
+		t.Fatalf("%+v", v)
+	}
+}

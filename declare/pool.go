@@ -41,13 +41,13 @@ func (c *Core) ValidateCustomJob(userIdentity string, m *messages.SetCustomMinin
 		return reject(CodeInvalidToken, "token %x expired at %s", m.MiningJobToken, tok.expires.UTC().Format(time.RFC3339))
 	case c.policy.RequireSameUser && tok.user != userIdentity:
 		return reject(CodeUserMismatch, "the token was allocated to user_identifier %q, the channel belongs to %q", tok.user, userIdentity)
+	case tok.job == nil && tok.fullTemplate:
+		// Said whatever the JDS knows of the chain: it is about the token.
+		return reject(CodeJobNotYetValidated, "token %x was allocated on a full-template connection and no job was declared with it; SetCustomMiningJob must carry DeclareMiningJob.Success's new_mining_job_token", m.MiningJobToken)
 	case !have:
 		return reject(CodeInternal, "this JDS does not know the chain tip yet")
 	}
 	if tok.job == nil {
-		if tok.fullTemplate {
-			return reject(CodeJobNotYetValidated, "token %x was allocated on a full-template connection and no job was declared with it; SetCustomMiningJob must carry DeclareMiningJob.Success's new_mining_job_token", m.MiningJobToken)
-		}
 		return c.validateCoinbaseOnly(m, chain, now)
 	}
 	j := tok.job
