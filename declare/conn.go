@@ -203,7 +203,7 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) string {
 		}
 		jc.step(ctx, st, start, m.RequestID, -1)
 	case *messages.PushSolution:
-		b, err := s.core.PushSolution(jc.id, m)
+		b, err := s.core.PushSolution(jc.id, m, s.cfg.Now())
 		if err != nil {
 			jc.log.Warn("PushSolution not rebuilt", "error", err)
 			s.m.blocks.WithLabelValues("push-solution", "not-rebuilt").Inc()

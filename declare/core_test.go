@@ -381,3 +381,42 @@ func TestTokenVerdictBeforeTip(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 }
+
+// TestPushSolutionLateBlock: a block found more than two hours after its
+// job was declared (a long gap between blocks on the same tip) is rebuilt;
+// the time bound is the node's "now + 2 h", not the declaration's.
+func TestPushSolutionLateBlock(t *testing.T) {
+	c := offlineCore(t, mempool.NewStore(0), nil)
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{UserIdentifier: "u"}, now)
+	m := offlineJob(t, nil, templates.Subsidy(testTip.Height+1, 150), nil)
+	m.MiningJobToken = tok.MiningJobToken
+	st := c.Declare(1, m, now)
+	if st.Proposal == nil {
+		t.Fatalf("%+v", st.Reply)
+	}
+	if ok, bad := c.ProposalDone(st.Proposal, "", nil, now); ok == nil {
+		t.Fatalf("%+v", bad)
+	}
+	later := now.Add(3 * time.Hour)
+	en := make([]byte, 8)
+	j := st.Proposal.job
+	for nonce := uint32(0); ; nonce++ {
+		b, ok := j.buildBlock(en, m.Version, uint32(later.Unix()), nonce)
+		if !ok {
+			continue
+		}
+		got, err := c.PushSolution(1, &messages.PushSolution{Extranonce: en, PrevHash: testTip.TipHash, Nonce: nonce,
+			NTime: uint32(later.Unix()), NBits: testTip.Bits, Version: m.Version}, later)
+		if err != nil || got.Hash != b.Hash || got.Swapped {
+			t.Fatalf("%+v %v", got, err)
+		}
+		// Too far ahead of now for the node: not a block to submit.
+		if _, err := c.PushSolution(1, &messages.PushSolution{Extranonce: en, PrevHash: testTip.TipHash, Nonce: nonce,
+			NTime: uint32(later.Unix()), NBits: testTip.Bits, Version: m.Version}, now); err == nil {
+			t.Fatal("a block 3 h ahead of now was rebuilt")
+		}
+		return
+	}
+}

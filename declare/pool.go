@@ -165,10 +165,11 @@ func (j *Job) buildBlock(extranonce []byte, version, ntime, nonce uint32) (*Foun
 	return &FoundBlock{Hash: hash, Height: j.Height, Raw: templates.AssembleBlock(&h, raw, j.txs), Conn: j.Conn, Declared: j.Declared}, true
 }
 
-// plausibleTime reports whether ntime can be this job's block time: not
-// before the chain allows, not more than two hours after the declaration.
-func (j *Job) plausibleTime(ntime uint32) bool {
-	return ntime >= j.MinTime && int64(ntime) <= j.Declared.Add(maxFutureNTime).Unix()
+// plausibleTime reports whether ntime can be this job's block time now:
+// not before the chain allows, not more than two hours ahead of now (the
+// node's limit).
+func (j *Job) plausibleTime(ntime uint32, now time.Time) bool {
+	return ntime >= j.MinTime && int64(ntime) <= now.Add(maxFutureNTime).Unix()
 }
 
 // BlockFromShare rebuilds the block of a block-solving share a pool hands
@@ -203,7 +204,7 @@ func (c *Core) BlockFromShare(s BlockShare) (*FoundBlock, error) {
 // declared jobs, newest first. The 2025 SRI field order (ntime before
 // nonce) cannot be told apart on the wire, so both orders are tried; only
 // the right one meets the target.
-func (c *Core) PushSolution(id uint64, m *messages.PushSolution) (*FoundBlock, error) {
+func (c *Core) PushSolution(id uint64, m *messages.PushSolution, now time.Time) (*FoundBlock, error) {
 	c.mu.Lock()
 	var jobs []*Job
 	if cs := c.conns[id]; cs != nil {
@@ -222,12 +223,12 @@ func (c *Core) PushSolution(id uint64, m *messages.PushSolution) (*FoundBlock, e
 		tried++
 		// On an easy target (regtest) both orders may hash below it: an
 		// order only counts when its ntime is a plausible block time.
-		if j.plausibleTime(m.NTime) {
+		if j.plausibleTime(m.NTime, now) {
 			if b, ok := j.buildBlock(m.Extranonce, m.Version, m.NTime, m.Nonce); ok {
 				return b, nil
 			}
 		}
-		if j.plausibleTime(m.Nonce) {
+		if j.plausibleTime(m.Nonce, now) {
 			if b, ok := j.buildBlock(m.Extranonce, m.Version, m.Nonce, m.NTime); ok {
 				b.Swapped = true
 				return b, nil
