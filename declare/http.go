@@ -284,15 +284,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // HTTPClient is a PoolAPI that calls a JDS's HTTP API.
 type HTTPClient struct {
+	// ValidateTimeout bounds ValidateCustomJob (default 10 s) and
+	// BlockTimeout SubmitBlockShare (default DefaultSubmitTimeout + 15 s:
+	// the JDS retries submitblock that long while its node cannot be
+	// reached). A ctx that ends sooner wins. Set them before the first call.
+	ValidateTimeout time.Duration
+	BlockTimeout    time.Duration
+
 	base string
 	hc   *http.Client
 }
 
 // NewHTTPClient returns a PoolAPI for the JDS API at baseURL (e.g.
-// "http://127.0.0.1:34266"). Calls time out after 10 s unless ctx ends
-// sooner.
+// "http://127.0.0.1:34266").
 func NewHTTPClient(baseURL string) *HTTPClient {
-	return &HTTPClient{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{Timeout: 10 * time.Second}}
+	return &HTTPClient{base: strings.TrimRight(baseURL, "/"), hc: &http.Client{},
+		ValidateTimeout: 10 * time.Second, BlockTimeout: DefaultSubmitTimeout + 15*time.Second}
 }
 
 var _ PoolAPI = (*HTTPClient)(nil)
@@ -300,6 +307,8 @@ var _ PoolAPI = (*HTTPClient)(nil)
 // ValidateCustomJob implements PoolAPI.
 func (c *HTTPClient) ValidateCustomJob(ctx context.Context, userIdentity string, job *messages.SetCustomMiningJob) (Verdict, error) {
 	var v Verdict
+	ctx, cancel := context.WithTimeout(ctx, c.ValidateTimeout)
+	defer cancel()
 	err := c.post(ctx, PathValidate, ValidateRequest{UserIdentity: userIdentity, Job: CustomJobToJSON(job)}, &v)
 	return v, err
 }
@@ -308,6 +317,8 @@ func (c *HTTPClient) ValidateCustomJob(ctx context.Context, userIdentity string,
 // token, not a block) is a *BlockError.
 func (c *HTTPClient) SubmitBlockShare(ctx context.Context, userIdentity string, share BlockShare) (BlockResult, error) {
 	var res BlockResult
+	ctx, cancel := context.WithTimeout(ctx, c.BlockTimeout)
+	defer cancel()
 	err := c.post(ctx, PathBlocks, BlockRequest{UserIdentity: userIdentity, Share: BlockShareJSON{
 		MiningJobToken: share.MiningJobToken, Version: share.Version, NTime: share.NTime,
 		Nonce: share.Nonce, Extranonce: share.Extranonce,

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
@@ -81,5 +82,34 @@ func TestHTTPRoundTrip(t *testing.T) {
 	}
 	if resp, err := http.Get(srv.URL + PathValidate); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET: %v %v", resp, err)
+	}
+}
+
+// slowAPI takes d to answer a block hand-over, as a JDS does while it
+// retries submitblock to a node that is restarting.
+type slowAPI struct {
+	recordingAPI
+	d time.Duration
+}
+
+func (s *slowAPI) SubmitBlockShare(ctx context.Context, user string, sh BlockShare) (BlockResult, error) {
+	time.Sleep(s.d)
+	return s.recordingAPI.SubmitBlockShare(ctx, user, sh)
+}
+
+// TestHTTPClientBlockTimeout: a block hand-over may take as long as the
+// JDS's submitblock retries; the client waits BlockTimeout for it, not the
+// validation timeout.
+func TestHTTPClientBlockTimeout(t *testing.T) {
+	srv := httptest.NewServer(NewHTTPHandler(&slowAPI{d: 300 * time.Millisecond}, nil))
+	defer srv.Close()
+	c := NewHTTPClient(srv.URL)
+	c.ValidateTimeout = 100 * time.Millisecond
+	c.BlockTimeout = 5 * time.Second
+	if res, err := c.SubmitBlockShare(context.Background(), "u", BlockShare{MiningJobToken: []byte{1}}); err != nil || !res.Accepted {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if NewHTTPClient(srv.URL).BlockTimeout <= DefaultSubmitTimeout {
+		t.Fatal("default block timeout does not cover the JDS's submit retries")
 	}
 }
