@@ -503,7 +503,7 @@ func (c *Core) complete(p *pending) Step {
 	spent := make(map[wire.OutPoint]int, n*2)
 	var weight, sigops, knownFees int64
 	knownN := 0
-	weight = 4*(80+int64(varIntLen(uint64(n+1)))) + cb.weight
+	weight = 4*(80+int64(wire.VarIntSerializeSize(uint64(n+1)))) + cb.weight
 	sigops = cb.sigops
 	var dsErr *Step
 	i := 0
@@ -688,22 +688,4 @@ func (c *Core) Stats() CoreStats {
 }
 
 // displayHex is a hash in the byte order RPC and explorers show.
-func displayHex(h [32]byte) string {
-	var r [32]byte
-	for i := range h {
-		r[31-i] = h[i]
-	}
-	return hex.EncodeToString(r[:])
-}
-
-func varIntLen(v uint64) int {
-	switch {
-	case v < 0xfd:
-		return 1
-	case v <= 0xffff:
-		return 3
-	case v <= 0xffffffff:
-		return 5
-	}
-	return 9
-}
+func displayHex(h [32]byte) string { return chainhash.Hash(h).String() }
