@@ -185,6 +185,13 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) string {
 		s.m.tokensAllocated.Inc()
 		jc.send(r)
 	case *messages.DeclareMiningJob:
+		if !jc.acquireCheck(ctx) {
+			// Not spent: the token may be declared again.
+			jc.reject(&messages.DeclareMiningJobError{RequestID: m.RequestID, ErrorCode: CodeInternal,
+				ErrorDetails: []byte(jc.busy())})
+			return ""
+		}
+		defer jc.releaseCheck()
 		jc.catchUp(ctx, m)
 		start := time.Now()
 		st := s.core.Declare(jc.id, m, s.cfg.Now())
@@ -196,6 +203,13 @@ func (jc *jdConn) handle(ctx context.Context, m codec.Message) string {
 			bytes += len(tx)
 		}
 		s.m.missingBytes.Add(float64(bytes))
+		if !jc.acquireCheck(ctx) {
+			if s.core.Cancel(jc.id, m.RequestID) {
+				jc.reject(&messages.DeclareMiningJobError{RequestID: m.RequestID, ErrorCode: CodeInternal, ErrorDetails: []byte(jc.busy())})
+			}
+			return ""
+		}
+		defer jc.releaseCheck()
 		st, ok := s.core.Provide(jc.id, m, s.cfg.Now())
 		if !ok {
 			jc.log.Warn("ProvideMissingTransactions.Success for no waiting declaration; ignored", "request", m.RequestID)
@@ -249,6 +263,33 @@ func (jc *jdConn) step(ctx context.Context, st Step, start time.Time, req uint32
 			jc.reject(bad)
 		}
 	}
+}
+
+// acquireCheck waits, at most ProposalTimeout, for one of the server's
+// ConcurrentChecks slots.
+func (jc *jdConn) acquireCheck(ctx context.Context) bool {
+	select {
+	case jc.s.checks <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(jc.s.cfg.ProposalTimeout)
+	defer t.Stop()
+	select {
+	case jc.s.checks <- struct{}{}:
+		return true
+	case <-ctx.Done():
+	case <-jc.done:
+	case <-t.C:
+		jc.log.Warn("no free declaration check slot; declaration refused", "concurrent_checks", cap(jc.s.checks), "waited", jc.s.cfg.ProposalTimeout)
+	}
+	return false
+}
+
+func (jc *jdConn) releaseCheck() { <-jc.s.checks }
+
+func (jc *jdConn) busy() string {
+	return fmt.Sprintf("this JDS is busy checking %d other declarations; retry shortly", cap(jc.s.checks))
 }
 
 func (jc *jdConn) reject(e *messages.DeclareMiningJobError) {

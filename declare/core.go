@@ -493,6 +493,20 @@ func (c *Core) Provide(id uint64, m *messages.ProvideMissingTransactionsSuccess,
 	return c.count(c.complete(p)), true
 }
 
+// Cancel drops a declaration waiting for its missing transactions and
+// counts it rejected; false when none waits under that request_id.
+func (c *Core) Cancel(id uint64, req uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs := c.conns[id]
+	if cs == nil || cs.pending[req] == nil {
+		return false
+	}
+	delete(cs.pending, req)
+	c.stats.Rejected++
+	return true
+}
+
 // complete runs the block-wide checks and assembles the block for the
 // node's check.
 func (c *Core) complete(p *pending) Step {

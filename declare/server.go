@@ -27,16 +27,17 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultListen          = "127.0.0.1:34264"
-	DefaultMaxConnections  = 2000
-	DefaultMaxConnsPerIP   = 64
-	DefaultSetupTimeout    = 10 * time.Second
-	DefaultWriteQueue      = 64
-	DefaultWriteTimeout    = 10 * time.Second
-	DefaultProposalTimeout = 30 * time.Second
-	DefaultSubmitTimeout   = 60 * time.Second
-	DefaultSweepInterval   = 30 * time.Second
-	DefaultTipPoll         = 10 * time.Second
+	DefaultListen           = "127.0.0.1:34264"
+	DefaultMaxConnections   = 2000
+	DefaultMaxConnsPerIP    = 64
+	DefaultSetupTimeout     = 10 * time.Second
+	DefaultWriteQueue       = 64
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultProposalTimeout  = 30 * time.Second
+	DefaultSubmitTimeout    = 60 * time.Second
+	DefaultSweepInterval    = 30 * time.Second
+	DefaultTipPoll          = 10 * time.Second
+	DefaultConcurrentChecks = 8
 )
 
 // NodeRPC is what the JDS asks of its node; *node.Client implements it.
@@ -81,6 +82,12 @@ type Config struct {
 	ProposalTimeout time.Duration // the node's proposal check
 	SubmitTimeout   time.Duration
 	SweepInterval   time.Duration
+	// ConcurrentChecks bounds the declarations checked at once over all
+	// connections, from parsing to the node's answer: each may assemble a
+	// block of up to 4 MB and hold it while the node checks it. A
+	// declaration that finds no free slot within ProposalTimeout is
+	// answered internal-error (the JDC retries or falls back).
+	ConcurrentChecks int
 
 	// TokenSecret keys token MACs; zero means random.
 	TokenSecret [32]byte
@@ -106,6 +113,7 @@ func (c *Config) normalize() {
 	i(&c.MaxConnections, DefaultMaxConnections)
 	i(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	i(&c.WriteQueue, DefaultWriteQueue)
+	i(&c.ConcurrentChecks, DefaultConcurrentChecks)
 	d(&c.SetupTimeout, DefaultSetupTimeout)
 	d(&c.WriteTimeout, DefaultWriteTimeout)
 	d(&c.ProposalTimeout, DefaultProposalTimeout)
@@ -137,6 +145,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	ready     chan struct{}
 	once      sync.Once
+	checks    chan struct{} // one slot per declaration being checked
 }
 
 var _ PoolAPI = (*Server)(nil)
@@ -168,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 		m = newDiscardMetrics()
 	}
 	return &Server{cfg: cfg, core: core, log: cfg.Logger, m: m, conns: make(map[uint64]*jdConn), perIP: make(map[string]int),
-		ready: make(chan struct{})}, nil
+		ready: make(chan struct{}), checks: make(chan struct{}, cfg.ConcurrentChecks)}, nil
 }
 
 // Core is the server's decision core (for metrics and tests).

@@ -106,6 +106,7 @@ type Config struct {
 		BlockWeight          int64         `toml:"block-weight" help:"maximum weight of a declared block"`
 		BlockSigOps          int64         `toml:"block-sigops" help:"maximum (legacy) sigop cost of a declared block"`
 		ProposalTimeout      time.Duration `toml:"proposal-timeout" help:"bound on the node's getblocktemplate proposal check of a declared block"`
+		ConcurrentChecks     int           `toml:"concurrent-checks" help:"declarations checked at once over all connections (each may hold a 4 MB block until the node answers); one that waits longer than proposal-timeout for a slot is refused as busy"`
 	} `toml:"limits"`
 
 	API struct {
@@ -152,6 +153,7 @@ func defaults() *Config {
 	l.BlockWeight = declare.DefaultMaxBlockWeight
 	l.BlockSigOps = declare.DefaultMaxBlockSigOpsCost
 	l.ProposalTimeout = declare.DefaultProposalTimeout
+	l.ConcurrentChecks = declare.DefaultConcurrentChecks
 	c.API.Listen = DefaultAPIListen
 	c.Log = logging.Defaults()
 	return c
@@ -329,7 +331,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		{"limits.max-connections", float64(cfg.Limits.MaxConnections)}, {"limits.max-connections-per-ip", float64(cfg.Limits.MaxConnectionsPerIP)},
 		{"limits.setup-timeout", float64(cfg.Limits.SetupTimeout)}, {"limits.send-queue", float64(cfg.Limits.SendQueue)},
 		{"limits.proposal-timeout", float64(cfg.Limits.ProposalTimeout)}, {"limits.handshake-timeout", float64(cfg.Limits.HandshakeTimeout)},
-		{"limits.max-handshakes", float64(cfg.Limits.MaxHandshakes)},
+		{"limits.max-handshakes", float64(cfg.Limits.MaxHandshakes)}, {"limits.concurrent-checks", float64(cfg.Limits.ConcurrentChecks)},
 		{"keys.cert-validity", float64(cfg.Keys.CertValidity)}, {"node.timeout", float64(cfg.Node.Timeout)},
 		{"node.tip-poll-interval", float64(cfg.Node.TipPoll)}, {"mempool.poll-interval", float64(cfg.Mempool.PollInterval)},
 	} {
@@ -396,7 +398,8 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		TipPollInterval: cfg.Node.TipPoll, BlockDir: filepath.Join(cfg.DataDir, "blocks"),
 		MaxConnections: cfg.Limits.MaxConnections, MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
 		SetupTimeout: cfg.Limits.SetupTimeout, WriteQueue: cfg.Limits.SendQueue, ProposalTimeout: cfg.Limits.ProposalTimeout,
-		Logger: log,
+		ConcurrentChecks: cfg.Limits.ConcurrentChecks,
+		Logger:           log,
 	})
 	if err != nil {
 		return nil, err
