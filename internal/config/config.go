@@ -27,7 +27,10 @@ type Key struct {
 	Env     string // environment variable
 	Help    string
 	Default string
-	field   reflect.Value
+	// FileOnly keys (lists of tables, e.g. [[upstreams]]) have no usable
+	// flag or environment variable; help and docs say so.
+	FileOnly bool
+	field    reflect.Value
 }
 
 // Error names the key at fault and what to do. Every package that checks
@@ -64,11 +67,12 @@ func Keys(cfg any, envPrefix string) []Key {
 	var keys []Key
 	walk(reflect.ValueOf(cfg).Elem(), "", func(path, help string, v reflect.Value) {
 		keys = append(keys, Key{
-			Path:    path,
-			Env:     envName(envPrefix, path),
-			Help:    help,
-			Default: formatValue(v),
-			field:   v,
+			Path:     path,
+			Env:      envName(envPrefix, path),
+			Help:     help,
+			Default:  formatValue(v),
+			FileOnly: fileOnly(v),
+			field:    v,
 		})
 	})
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Path < keys[j].Path })
@@ -96,6 +100,11 @@ func walk(v reflect.Value, prefix string, fn func(path, help string, v reflect.V
 	}
 }
 
+// fileOnly: only []string has a flag/environment form (comma-separated).
+func fileOnly(v reflect.Value) bool {
+	return v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.String
+}
+
 func envName(prefix, path string) string {
 	r := strings.NewReplacer(".", "_", "-", "_")
 	return strings.ToUpper(prefix + "_" + r.Replace(path))
@@ -112,7 +121,13 @@ func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.
 	set := map[string]string{}
 	for _, k := range keys {
 		k := k
-		fs.Func(k.Path, fmt.Sprintf("%s (env %s, default %q)", k.Help, k.Env, k.Default), func(s string) error {
+		usage := fmt.Sprintf("%s (env %s, default %q)", k.Help, k.Env, k.Default)
+		if k.FileOnly {
+			// Still a flag, so that using it gets the "use the file" error
+			// instead of "flag provided but not defined".
+			usage = k.Help + " (file only: no flag or environment variable)"
+		}
+		fs.Func(k.Path, usage, func(s string) error {
 			set[k.Path] = s
 			return nil
 		})
@@ -128,7 +143,8 @@ func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.
 		return fmt.Errorf("unexpected argument %q (flags start with -, see -help)", fs.Arg(0))
 	}
 	path := *configPath
-	explicit := path != fileDefault
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 	if env := os.Getenv(strings.ToUpper(envPrefix) + "_CONFIG"); env != "" && !explicit {
 		path, explicit = env, true
 	}
@@ -232,8 +248,18 @@ func formatValue(v reflect.Value) string {
 func Markdown(cfg any, envPrefix string) string {
 	var b strings.Builder
 	b.WriteString("| key (TOML) | flag | environment | default | meaning |\n|---|---|---|---|---|\n")
+	// Help texts say <datadir>: escaped, or a Markdown renderer drops it
+	// as an HTML tag.
+	esc := strings.NewReplacer("<", "&lt;", ">", "&gt;", "|", "\\|")
 	for _, k := range Keys(cfg, envPrefix) {
-		fmt.Fprintf(&b, "| `%s` | `-%s` | `%s` | `%s` | %s |\n", k.Path, k.Path, k.Env, k.Default, k.Help)
+		flagCol, envCol, def := "`-"+k.Path+"`", "`"+k.Env+"`", "`"+k.Default+"`"
+		switch {
+		case k.FileOnly:
+			flagCol, envCol, def = "(file only)", "(file only)", "(none)"
+		case k.Default == "":
+			def = "(empty)"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", k.Path, flagCol, envCol, def, esc.Replace(k.Help))
 	}
 	return b.String()
 }

@@ -20,6 +20,9 @@ type testCfg struct {
 	} `toml:"node"`
 	Debug bool     `toml:"debug" help:"debug"`
 	Peers []string `toml:"peers" help:"peers"`
+	Pairs []struct {
+		A string `toml:"a"`
+	} `toml:"pairs" help:"[[pairs]] tables, <first> preferred"`
 }
 
 func defaults() *testCfg {
@@ -81,11 +84,53 @@ func TestHelpListsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range Keys(defaults(), "XT") {
-		if !strings.Contains(sb.String(), "-"+k.Path) || !strings.Contains(sb.String(), k.Env) {
+		if !strings.Contains(sb.String(), "-"+k.Path) || (!k.FileOnly && !strings.Contains(sb.String(), k.Env)) {
 			t.Errorf("help lacks %s", k.Path)
 		}
 	}
 	if md := Markdown(defaults(), "XT"); !strings.Contains(md, "`node.rpc-url`") {
 		t.Fatal(md)
+	}
+}
+
+// A list of tables has no flag or environment form: help and the docs
+// table say so instead of advertising -pairs and XT_PAIRS, and using them
+// says to use the file.
+func TestFileOnlyKey(t *testing.T) {
+	var sb strings.Builder
+	if err := Load(defaults(), "x", "XT", "", []string{"-help"}, &sb); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	if strings.Contains(sb.String(), "XT_PAIRS") || !strings.Contains(sb.String(), "file only") {
+		t.Errorf("help for a file-only key:\n%s", sb.String())
+	}
+	md := Markdown(defaults(), "XT")
+	for _, want := range []string{
+		"| `pairs` | (file only) | (file only) | (none) | [[pairs]] tables, &lt;first&gt; preferred |\n",
+		"| `node.rpc-url` | `-node.rpc-url` | `XT_NODE_RPC_URL` | (empty) | node RPC URL |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	var ce *Error
+	if err := Load(defaults(), "x", "XT", "", []string{"-pairs", "a"}, io.Discard); !errors.As(err, &ce) || ce.Key != "pairs" || !strings.Contains(err.Error(), "use the file") {
+		t.Errorf("flag on a file-only key: %v", err)
+	}
+	t.Setenv("XT_PAIRS", "a")
+	if err := Load(defaults(), "x", "XT", "", nil, io.Discard); !errors.As(err, &ce) || ce.Key != "pairs" {
+		t.Errorf("environment on a file-only key: %v", err)
+	}
+}
+
+// -config naming the default file explicitly must exist, like any other
+// explicit path (only the implicit default may be missing).
+func TestExplicitDefaultFileMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "x.toml")
+	if err := Load(defaults(), "x", "XT", missing, []string{"-config", missing}, io.Discard); err == nil {
+		t.Fatal("an explicit -config equal to the default file name must fail when missing")
+	}
+	if err := Load(defaults(), "x", "XT", missing, nil, io.Discard); err != nil {
+		t.Fatalf("the implicit default file may be missing: %v", err)
 	}
 }
