@@ -250,9 +250,6 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 		}
 		cfg.DataDir = filepath.Join(home, ".sv2kit", "jdc", cfg.Network)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, config.Invalid("datadir", err.Error(), "choose a directory this user can create and write")
-	}
 	if cfg.TP.Addr == "" {
 		return nil, config.Invalid("tp.addr", "not set", "set it to your Template Provider's host:port, e.g. 127.0.0.1:8336")
 	}
@@ -262,9 +259,6 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	tpKey, err := optKey("tp.authority-public-key", cfg.TP.Key)
 	if err != nil {
 		return nil, err
-	}
-	if tpKey == nil && !cfg.TP.Plaintext {
-		log.Warn("tp.authority-public-key is not set: tp's identity is not checked")
 	}
 	solo, err := soloScript(cfg, params)
 	if err != nil {
@@ -351,6 +345,13 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	dcfg := devices.Config{Listen: cfg.Devices.Listen, Plaintext: cfg.Devices.Plaintext, CertValidity: cfg.Devices.CertValidity,
 		MaxConns: cfg.Devices.MaxConnections, SharesPerMinute: cfg.Devices.SharesPerMinute, MinDifficulty: cfg.Devices.MinDifficulty,
 		ExtranonceSize: cfg.Devices.ExtranonceSize, SendQueue: cfg.Devices.SendQueue, Logger: log.Named("devices")}
+	// Only a valid configuration creates the data directory or warns.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, config.Invalid("datadir", err.Error(), "choose a directory this user can create and write")
+	}
+	if tpKey == nil && !cfg.TP.Plaintext {
+		log.Warn("tp.authority-public-key is not set: tp's identity is not checked")
+	}
 	if !cfg.Devices.Plaintext {
 		k, err := deviceKey(cfg, log)
 		if err != nil {

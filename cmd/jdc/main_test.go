@@ -87,7 +87,22 @@ user-identity = "farm"
 			if ce.Fix == "" && ce.Source == "" {
 				t.Fatalf("no fix: %v", err)
 			}
+			// The error is the only output: no warning about a key that
+			// is fine (tp.authority-public-key) ahead of it. (metrics.listen
+			// is found bad only when bound, after every check.)
+			if tc.key != "metrics.listen" && strings.Contains(out.String(), "not checked") {
+				t.Fatalf("warning before the configuration error:\n%s", out.String())
+			}
 		})
+	}
+	// A configuration that does not start creates no data directory.
+	fresh := filepath.Join(t.TempDir(), "jdc-data")
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-network", "regtest", "-datadir", fresh}, &out, &out); err == nil {
+		t.Fatal("no tp.addr: want an error")
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatalf("datadir created by a configuration that does not start (%v)", err)
 	}
 }
 
