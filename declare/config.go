@@ -17,6 +17,7 @@ const (
 	DefaultTokenRate          = 5.0 // tokens per second, refilled
 	DefaultMaxJobsPerConn     = 8
 	DefaultMaxJobs            = 4096
+	DefaultMaxJobBytes        = 256 << 20
 	DefaultMaxPendingPerConn  = 2
 	DefaultMaxMissingTxs      = 65535
 	DefaultMaxMissingBytes    = 4_000_000
@@ -66,6 +67,11 @@ type Policy struct {
 	// newest stay); MaxJobs bounds them over all connections.
 	MaxJobsPerConn int
 	MaxJobs        int
+	// MaxJobBytes bounds the bytes of transactions kept jobs hold beyond
+	// the mempool mirror: those JDCs provided with
+	// ProvideMissingTransactions.Success, a copy per job. Beyond it the
+	// oldest jobs are dropped (the newest is always kept).
+	MaxJobBytes int
 	// MaxPendingPerConn bounds the declarations of a connection that wait
 	// for ProvideMissingTransactions.Success.
 	MaxPendingPerConn int
@@ -112,6 +118,7 @@ func (p *Policy) Normalize() {
 	}
 	def(&p.MaxJobsPerConn, DefaultMaxJobsPerConn)
 	def(&p.MaxJobs, DefaultMaxJobs)
+	def(&p.MaxJobBytes, DefaultMaxJobBytes)
 	def(&p.MaxPendingPerConn, DefaultMaxPendingPerConn)
 	def(&p.MaxMissingTxs, DefaultMaxMissingTxs)
 	def(&p.MaxMissingBytes, DefaultMaxMissingBytes)
@@ -148,6 +155,8 @@ func (p *Policy) Validate() error {
 		return config.Invalid("limits.token-rate", fmt.Sprintf("%v is not a positive finite rate", p.TokenRate), "use e.g. 5 (tokens per second)")
 	case p.MaxJobsPerConn < 1 || p.MaxJobs < p.MaxJobsPerConn:
 		return config.Invalid("limits.jobs-per-connection", "must be at least 1 and at most limits.jobs", "use e.g. 8 and 4096")
+	case p.MaxJobBytes < 1:
+		return config.Invalid("limits.job-bytes", "must be positive", "use e.g. 268435456 (256 MiB)")
 	case p.MaxPendingPerConn < 1:
 		return config.Invalid("limits.pending-per-connection", "must be at least 1", "use e.g. 2")
 	case p.MaxMissingTxs < 1 || p.MaxMissingTxs > 65535:

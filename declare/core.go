@@ -61,6 +61,7 @@ type Core struct {
 	conns     map[uint64]*connState
 	tokens    map[string]*token
 	jobs      *list.List // of *Job, oldest first
+	jobBytes  int        // provided transaction bytes the kept jobs hold
 	stats     CoreStats
 }
 
@@ -114,6 +115,7 @@ type Job struct {
 	txids      [][32]byte
 	merklePath [][32]byte
 	elem       *list.Element
+	ownBytes   int // provided transactions: copies only this job holds
 }
 
 // Txs is the number of non-coinbase transactions.
@@ -594,6 +596,11 @@ func (c *Core) complete(p *pending) Step {
 		Time: max(p.chain.MinTime, uint32(p.now.Unix())), Bits: p.chain.Bits}
 	job := &Job{Conn: p.conn, User: p.user, RequestID: req, Version: m.Version, PrevHash: p.chain.TipHash,
 		Height: cb.height, Bits: p.chain.Bits, MinTime: p.chain.MinTime, cb: cb, txs: p.found, txids: txids, merklePath: path}
+	for i, own := range p.provided {
+		if own {
+			job.ownBytes += len(p.found[i])
+		}
+	}
 	return Step{Proposal: &Proposal{Conn: p.conn, RequestID: req, Block: templates.AssembleBlock(&h, raw, p.found), Txs: n, job: job, tip: p.chain.TipHash}}
 }
 
@@ -626,11 +633,15 @@ func (c *Core) ProposalDone(p *Proposal, reason string, err error, now time.Time
 	j.Declared, j.Expires = now, now.Add(c.policy.TokenLifetime)
 	c.tokens[string(j.Token)] = &token{value: string(j.Token), conn: p.Conn, user: j.User, fullTemplate: true, expires: j.Expires, job: j}
 	j.elem = c.jobs.PushBack(j)
+	c.jobBytes += j.ownBytes
 	cs.jobs = append(cs.jobs, j)
 	if len(cs.jobs) > c.policy.MaxJobsPerConn {
 		c.dropJobLocked(cs.jobs[0])
 	}
 	if c.jobs.Len() > c.policy.MaxJobs {
+		c.dropJobLocked(c.jobs.Front().Value.(*Job))
+	}
+	for c.jobBytes > c.policy.MaxJobBytes && c.jobs.Len() > 1 {
 		c.dropJobLocked(c.jobs.Front().Value.(*Job))
 	}
 	c.stats.Declared++
@@ -643,6 +654,7 @@ func (c *Core) dropJobLocked(j *Job) {
 	}
 	c.jobs.Remove(j.elem)
 	j.elem = nil
+	c.jobBytes -= j.ownBytes
 	delete(c.tokens, string(j.Token))
 	if cs := c.conns[j.Conn]; cs != nil {
 		for i, x := range cs.jobs {

@@ -420,3 +420,49 @@ func TestPushSolutionLateBlock(t *testing.T) {
 		return
 	}
 }
+
+// TestJobBytesBounded: transactions a JDC provided (ProvideMissingTransactions)
+// are copies each kept job holds until it is dropped; their total over all
+// kept jobs is bounded (the oldest jobs go first), whatever the job counts
+// allow.
+func TestJobBytesBounded(t *testing.T) {
+	var txs []*wire.MsgTx
+	var raws [][]byte
+	size := 0
+	for i := uint64(0); i < 10; i++ {
+		tx := synthTx(100+i, true)
+		var b bytes.Buffer
+		_ = tx.Serialize(&b)
+		txs, raws = append(txs, tx), append(raws, b.Bytes())
+		size += b.Len()
+	}
+	// Room for the provided transactions of two jobs, not three.
+	c := offlineCore(t, mempool.NewStore(0), func(p *Policy) { p.MaxJobBytes = 2*size + size/2 })
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	var tokens [][]byte
+	for k := 0; k < 4; k++ {
+		tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{UserIdentifier: "u"}, now)
+		m := offlineJob(t, txs, templates.Subsidy(testTip.Height+1, 150), nil)
+		m.RequestID, m.MiningJobToken = uint32(k+1), tok.MiningJobToken
+		st := c.Declare(1, m, now)
+		if st.Missing == nil || len(st.Missing.UnknownTxPositionList) != len(txs) {
+			t.Fatalf("%+v", st)
+		}
+		st, _ = c.Provide(1, &messages.ProvideMissingTransactionsSuccess{RequestID: m.RequestID, TransactionList: raws}, now)
+		if st.Proposal == nil {
+			t.Fatalf("%+v", st.Reply)
+		}
+		ok, bad := c.ProposalDone(st.Proposal, "", nil, now)
+		if ok == nil {
+			t.Fatalf("%+v", bad)
+		}
+		tokens = append(tokens, ok.NewMiningJobToken)
+	}
+	if n := c.Stats().JobsLive; n != 2 {
+		t.Fatalf("%d jobs kept, want the 2 whose provided transactions fit", n)
+	}
+	if v := c.ValidateCustomJob("u", &messages.SetCustomMiningJob{MiningJobToken: tokens[0]}, now); v.Code != CodeInvalidToken {
+		t.Fatalf("oldest job: %+v", v)
+	}
+}

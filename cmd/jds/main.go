@@ -99,6 +99,7 @@ type Config struct {
 		TokenBurst           int           `toml:"token-burst" help:"AllocateMiningJobToken burst per connection"`
 		JobsPerConnection    int           `toml:"jobs-per-connection" help:"declared jobs kept per connection (the newest)"`
 		Jobs                 int           `toml:"jobs" help:"declared jobs kept over all connections"`
+		JobBytes             int           `toml:"job-bytes" help:"bytes of transactions JDCs provided (ProvideMissingTransactions) that the kept jobs may hold in total; beyond it the oldest jobs are dropped"`
 		PendingPerConnection int           `toml:"pending-per-connection" help:"declarations per connection waiting for missing transactions"`
 		MissingTxs           int           `toml:"missing-txs" help:"most transactions one ProvideMissingTransactions asks for"`
 		MissingBytes         int           `toml:"missing-bytes" help:"most bytes one ProvideMissingTransactions.Success may carry"`
@@ -146,6 +147,7 @@ func defaults() *Config {
 	l.TokenBurst = declare.DefaultTokenBurst
 	l.JobsPerConnection = declare.DefaultMaxJobsPerConn
 	l.Jobs = declare.DefaultMaxJobs
+	l.JobBytes = declare.DefaultMaxJobBytes
 	l.PendingPerConnection = declare.DefaultMaxPendingPerConn
 	l.MissingTxs = declare.DefaultMaxMissingTxs
 	l.MissingBytes = declare.DefaultMaxMissingBytes
@@ -310,7 +312,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		AllowFullTemplate: cfg.JDS.FullTemplate, AllowCoinbaseOnly: cfg.JDS.CoinbaseOnly,
 		TokenLifetime: cfg.JDS.TokenLifetime, RequireSameUser: cfg.JDS.RequireSameUser,
 		MaxTokensPerConn: cfg.Limits.TokensPerConnection, TokenBurst: cfg.Limits.TokenBurst, TokenRate: cfg.Limits.TokenRate,
-		MaxJobsPerConn: cfg.Limits.JobsPerConnection, MaxJobs: cfg.Limits.Jobs, MaxPendingPerConn: cfg.Limits.PendingPerConnection,
+		MaxJobsPerConn: cfg.Limits.JobsPerConnection, MaxJobs: cfg.Limits.Jobs, MaxJobBytes: cfg.Limits.JobBytes, MaxPendingPerConn: cfg.Limits.PendingPerConnection,
 		MaxMissingTxs: cfg.Limits.MissingTxs, MaxMissingBytes: cfg.Limits.MissingBytes, MissingTimeout: cfg.Limits.MissingTimeout,
 		MaxBlockWeight: cfg.Limits.BlockWeight, MaxBlockSigOpsCost: cfg.Limits.BlockSigOps,
 	}
@@ -324,7 +326,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 	}{
 		{"limits.tokens-per-connection", float64(pol.MaxTokensPerConn)}, {"limits.token-rate", pol.TokenRate},
 		{"limits.token-burst", float64(pol.TokenBurst)}, {"limits.jobs-per-connection", float64(pol.MaxJobsPerConn)},
-		{"limits.jobs", float64(pol.MaxJobs)}, {"limits.pending-per-connection", float64(pol.MaxPendingPerConn)},
+		{"limits.jobs", float64(pol.MaxJobs)}, {"limits.job-bytes", float64(pol.MaxJobBytes)}, {"limits.pending-per-connection", float64(pol.MaxPendingPerConn)},
 		{"limits.missing-txs", float64(pol.MaxMissingTxs)}, {"limits.missing-bytes", float64(pol.MaxMissingBytes)},
 		{"limits.block-weight", float64(pol.MaxBlockWeight)}, {"limits.block-sigops", float64(pol.MaxBlockSigOpsCost)},
 		{"jds.token-lifetime", float64(pol.TokenLifetime)}, {"limits.missing-timeout", float64(pol.MissingTimeout)},
