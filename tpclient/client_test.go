@@ -3,11 +3,13 @@ package tpclient_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
@@ -167,4 +169,46 @@ func TestEventsEndWithConnection(t *testing.T) {
 	if c.Err() == nil {
 		t.Fatal("Err is nil after the end")
 	}
+}
+
+// TestUnpinnedKeyWarnsOnce: without a pinned key the connection is made
+// and logged as unauthenticated once (noise's warning), not once more by
+// the client with its address repeated.
+func TestUnpinnedKeyWarnsOnce(t *testing.T) {
+	addr, _ := fakeTP(t, func(conn *noise.Conn) {
+		read(conn)
+		_ = conn.WriteMessage(&messages.SetupConnectionSuccess{UsedVersion: 2}, codec.Options{})
+		read(conn)
+		read(conn)
+	})
+	var buf syncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Warn}).With("addr", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := tpclient.Dial(ctx, tpclient.Config{Addr: addr, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	out := buf.String()
+	if n := strings.Count(out, "[WARN]"); n != 1 || !strings.Contains(out, "not authenticated") || strings.Count(out, "addr=") != 1 {
+		t.Fatalf("want one warning naming the address once:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -641,7 +641,7 @@ func (d *Daemon) jdsLoop(ctx context.Context, i int) {
 			return nil, err
 		}
 		return func() string {
-			log.Info("connected to the JDS")
+			log.Debug("connected to the JDS") // the declarer logs it (Info) with mode and authentication
 			pc.mu.Lock()
 			pc.decl = dc
 			pc.mu.Unlock()
