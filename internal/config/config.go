@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,6 +157,9 @@ func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.
 				if errors.As(err, &perr) {
 					return fmt.Errorf("config file %s: %s", path, perr.ErrorWithPosition())
 				}
+				if ce := typeError(err, path); ce != nil {
+					return ce
+				}
 				return fmt.Errorf("config file %s: %w", path, err)
 			}
 			if und := md.Undecoded(); len(und) > 0 {
@@ -178,6 +182,27 @@ func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.
 		}
 	}
 	return nil
+}
+
+// tomlTypeErr matches the toml decoder's type mismatch, which it reports
+// as plain text: `toml: line 2 (last key "server.max-clients"): incompatible
+// types: TOML value has type string; destination has type integer`.
+var tomlTypeErr = regexp.MustCompile(`^toml: (?:line \d+ )?\(last key "([^"]+)"\): (incompatible types: TOML value has type (\S+); destination has type (\S+))$`)
+
+// typeError turns the decoder's type mismatch into an Error naming the key,
+// with the fix: the commonest ones are a quoted number and a [table] written
+// for a list of [[tables]].
+func typeError(err error, path string) *Error {
+	m := tomlTypeErr.FindStringSubmatch(err.Error())
+	if m == nil {
+		return nil
+	}
+	key, have, want := m[1], m[3], m[4]
+	fix := "write the value as -help and docs/ show it (numbers and true/false without quotes, durations and text in quotes)"
+	if want == "slice" && strings.HasPrefix(have, "map") {
+		fix = fmt.Sprintf("write each entry as a [[%s]] table (two brackets)", key)
+	}
+	return &Error{Key: key, Source: "file " + path, Err: errors.New(m[2]), Fix: fix}
 }
 
 func setValue(v reflect.Value, s string) error {

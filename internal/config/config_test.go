@@ -134,3 +134,26 @@ func TestExplicitDefaultFileMissing(t *testing.T) {
 		t.Fatalf("the implicit default file may be missing: %v", err)
 	}
 }
+
+// A value of the wrong type in the file names the key and the fix; a
+// [table] where a list of [[tables]] belongs says to double the brackets.
+func TestFileTypeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, key, fix string
+	}{
+		{"quoted number", "[node]\nretries = \"many\"\n", "node.retries", "without quotes"},
+		{"table for a list of tables", "[pairs]\na = \"x\"\n", "pairs", "[[pairs]]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "x.toml")
+			if err := os.WriteFile(file, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := Load(defaults(), "x", "XT", "", []string{"-config", file}, io.Discard)
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Fix, tc.fix) || !strings.Contains(err.Error(), file) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
