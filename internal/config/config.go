@@ -165,6 +165,17 @@ func Load(cfg any, name, envPrefix, fileDefault string, args []string, usage io.
 			if und := md.Undecoded(); len(und) > 0 {
 				return &Error{Key: und[0].String(), Source: "file " + path, Err: errors.New("unknown key: check the spelling against -help or docs/")}
 			}
+			// The decoder takes a bare number for a duration as nanoseconds:
+			// return-after = 120 would silently be 120ns.
+			for _, k := range keys {
+				if _, ok := k.field.Interface().(time.Duration); !ok {
+					continue
+				}
+				if t := md.Type(strings.Split(k.Path, ".")...); t == "Integer" || t == "Float" {
+					return &Error{Key: k.Path, Source: "file " + path, Err: errors.New("a bare number is not a duration"),
+						Fix: `write it in quotes with its unit, e.g. "10s", "500ms", "2m"`}
+				}
+			}
 		}
 	}
 	for _, k := range keys {

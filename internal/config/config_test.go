@@ -143,6 +143,7 @@ func TestFileTypeErrors(t *testing.T) {
 	}{
 		{"quoted number", "[node]\nretries = \"many\"\n", "node.retries", "without quotes"},
 		{"table for a list of tables", "[pairs]\na = \"x\"\n", "pairs", "[[pairs]]"},
+		{"bare number for a duration", "[node]\ntimeout = 120\n", "node.timeout", `"10s"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "x.toml")
