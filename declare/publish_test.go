@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sv2kit/sv2kit/node"
+	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/templates"
 )
 
 // flakyNode is the node as publish sees it when the RPC connection fails:
@@ -124,4 +127,85 @@ func TestPublishWritesThenRetries(t *testing.T) {
 			t.Fatalf("publish: %+v %v", res, err)
 		}
 	})
+}
+
+// blockingNode answers submitblock only when release is closed (honouring
+// the caller's deadline), as a node busy connecting other blocks might.
+type blockingNode struct {
+	NodeRPC
+	started chan struct{}
+	release chan struct{}
+	done    chan string // "accepted" or the error
+}
+
+func (b *blockingNode) SubmitBlock(ctx context.Context, raw []byte) (string, error) {
+	close(b.started)
+	select {
+	case <-b.release:
+		b.done <- "accepted"
+		return "", nil
+	case <-ctx.Done():
+		b.done <- ctx.Err().Error()
+		return "", &node.TransportError{URL: "http://127.0.0.1:1", Timeout: true, Err: ctx.Err()}
+	}
+}
+
+// TestAPIShutdownWaitsForBlocks: stopping the pool API lets a block
+// hand-over that is being submitted finish (up to the submit timeout)
+// instead of cutting it after the 5 s given to other requests.
+func TestAPIShutdownWaitsForBlocks(t *testing.T) {
+	t.Parallel()
+	n := &blockingNode{started: make(chan struct{}), release: make(chan struct{}), done: make(chan string, 1)}
+	key, _ := btcec.NewPrivateKey()
+	s, err := New(Config{AuthorityKey: key, Node: n, Txs: emptySource{}, BlockDir: t.TempDir(),
+		Policy:        Policy{PayoutScript: poolScript, AllowFullTemplate: true, HalvingInterval: 150},
+		SubmitTimeout: 20 * time.Second, Logger: testLogger(t, hclog.Warn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A declared job without transactions, straight through the core.
+	c := s.Core()
+	c.SetChain(testTip)
+	now := time.Unix(1_700_000_000, 0)
+	c.Connect(1, true, now)
+	tok, _ := c.Allocate(1, &messages.AllocateMiningJobToken{UserIdentifier: "u"}, now)
+	m := offlineJob(t, nil, templates.Subsidy(testTip.Height+1, 150), nil)
+	m.MiningJobToken = tok.MiningJobToken
+	st := c.Declare(1, m, now)
+	ok, _ := c.ProposalDone(st.Proposal, "", nil, now)
+	share := BlockShare{MiningJobToken: ok.NewMiningJobToken, Version: m.Version, NTime: uint32(now.Unix()), Extranonce: make([]byte, 8)}
+	for ; ; share.Nonce++ {
+		if _, found := st.Proposal.job.buildBlock(share.Extranonce, share.Version, share.NTime, share.Nonce); found {
+			break
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- s.ServeAPI(ctx, ln) }()
+	go func() {
+		_, _ = NewHTTPClient("http://"+ln.Addr().String()).SubmitBlockShare(context.Background(), "u", share)
+	}()
+	<-n.started
+	cancel()
+	// Longer than the 5 s other requests get, shorter than the submit timeout.
+	time.AfterFunc(6*time.Second, func() { close(n.release) })
+	select {
+	case <-served:
+	case <-time.After(30 * time.Second):
+		t.Fatal("ServeAPI did not return")
+	}
+	select {
+	case r := <-n.done:
+		if r != "accepted" {
+			t.Fatalf("the submission was cut at shutdown: %s", r)
+		}
+	default:
+		t.Fatal("ServeAPI returned while the block was being submitted")
+	}
 }

@@ -562,9 +562,13 @@ func (s *Server) ServeAPI(ctx context.Context, ln net.Listener) error {
 	case err := <-errc:
 		return fmt.Errorf("pool API: %w", err)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Validations end in milliseconds; a block hand-over may be
+		// retrying submitblock for up to SubmitTimeout and is let finish.
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.SubmitTimeout+5*time.Second)
 		defer cancel()
-		_ = hs.Shutdown(sctx)
+		if err := hs.Shutdown(sctx); err != nil {
+			s.log.Warn("pool API: requests still running at shutdown", "error", err)
+		}
 		<-errc
 		return nil
 	}
