@@ -109,7 +109,7 @@ type Config struct {
 
 	Node struct {
 		URL        string `toml:"url" help:"your node's JSON-RPC URL: found blocks are also submitted there (empty: off)"`
-		CookieFile string `toml:"cookie-file" help:"node cookie file"`
+		CookieFile string `toml:"cookie-file" help:"node cookie file (default ~/.bitcoin[/<network dir>]/.cookie when user/password are unset)"`
 		User       string `toml:"user" help:"rpcuser (instead of the cookie file)"`
 		Password   string `toml:"password" help:"rpcpassword"`
 	} `toml:"node"`
@@ -159,6 +159,13 @@ var networks = map[string]*chaincfg.Params{
 	"test":     &chaincfg.TestNet3Params,
 	"signet":   &chaincfg.SigNetParams,
 	"regtest":  &chaincfg.RegressionNetParams,
+}
+
+// defaultCookie is where Bitcoin Core writes its cookie for network: the
+// data directory, or its network subdirectory off mainnet.
+func defaultCookie(home, network string) string {
+	sub := map[string]string{"testnet4": "testnet4", "test": "testnet3", "signet": "signet", "regtest": "regtest"}[network]
+	return filepath.Join(home, ".bitcoin", sub, ".cookie")
 }
 
 var nodeNetworks = map[string]string{"main": "main", "testnet4": "testnet4", "test": "test", "signet": "signet", "regtest": "regtest"}
@@ -361,6 +368,14 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 		a.pub = noise.EncodeAuthorityPublicKey(noise.PublicKey(k))
 	}
 	if cfg.Node.URL != "" {
+		if cfg.Node.CookieFile == "" && cfg.Node.User == "" && cfg.Node.Password == "" {
+			// As tp and jds: Bitcoin Core's cookie for the network.
+			home, _ := os.UserHomeDir()
+			if home == "" {
+				return nil, config.Invalid("node.cookie-file", "not set and no home directory", "set node.cookie-file or node.user and node.password")
+			}
+			cfg.Node.CookieFile = defaultCookie(home, cfg.Network)
+		}
 		ncfg := node.Config{URL: cfg.Node.URL, User: cfg.Node.User, Password: cfg.Node.Password, CookieFile: cfg.Node.CookieFile,
 			Network: nodeNetworks[cfg.Network], Logger: log.Named("node")}
 		if err := ncfg.Validate(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,5 +205,36 @@ func TestRunStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "authority public key (devices pin it)") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+// node.url without credentials uses Bitcoin Core's cookie for the network,
+// as tp and jds do, instead of refusing to start.
+func TestDefaultCookie(t *testing.T) {
+	for _, tc := range []struct{ network, want string }{
+		{"main", "/h/.bitcoin/.cookie"},
+		{"testnet4", "/h/.bitcoin/testnet4/.cookie"},
+		{"test", "/h/.bitcoin/testnet3/.cookie"},
+		{"signet", "/h/.bitcoin/signet/.cookie"},
+		{"regtest", "/h/.bitcoin/regtest/.cookie"},
+	} {
+		if got := defaultCookie("/h", tc.network); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.network, got, tc.want)
+		}
+	}
+	t.Setenv("HOME", t.TempDir())
+	args := []string{"-network", "regtest", "-mode", "solo", "-solo.script", "51", "-tp.addr", "127.0.0.1:1",
+		"-datadir", t.TempDir(), "-devices.listen", "127.0.0.1:0", "-devices.plaintext=true", "-node.url", "http://127.0.0.1:1"}
+	cfg := defaults()
+	if err := config.Load(cfg, "jdc", envPrefix, "", args, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	a, err := setup(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatalf("node.url without credentials: %v", err)
+	}
+	a.close()
+	if want := defaultCookie(os.Getenv("HOME"), "regtest"); cfg.Node.CookieFile != want {
+		t.Fatalf("cookie %q, want %q", cfg.Node.CookieFile, want)
 	}
 }
