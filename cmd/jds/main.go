@@ -24,12 +24,12 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sv2kit/sv2kit/declare"
+	"github.com/sv2kit/sv2kit/internal/chains"
 	"github.com/sv2kit/sv2kit/internal/config"
 	"github.com/sv2kit/sv2kit/internal/logging"
 	"github.com/sv2kit/sv2kit/internal/metrics"
@@ -161,23 +161,6 @@ func defaults() *Config {
 	return c
 }
 
-// network holds what a network name decides.
-type network struct {
-	nodeName string
-	rpcPort  int
-	dir      string
-	params   *chaincfg.Params
-	halving  int64
-}
-
-var networks = map[string]network{
-	"main":     {"main", 8332, "", &chaincfg.MainNetParams, declare.DefaultHalvingInterval},
-	"testnet4": {"testnet4", 48332, "testnet4", &chaincfg.TestNet3Params, declare.DefaultHalvingInterval}, // same address format
-	"test":     {"test", 18332, "testnet3", &chaincfg.TestNet3Params, declare.DefaultHalvingInterval},
-	"signet":   {"signet", 38332, "signet", &chaincfg.SigNetParams, declare.DefaultHalvingInterval},
-	"regtest":  {"regtest", 18443, "regtest", &chaincfg.RegressionNetParams, declare.RegtestHalvingInterval},
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -276,9 +259,9 @@ func (a *app) close() {
 // setup checks the configuration and builds everything; errors name the
 // key at fault and the fix.
 func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
-	nw, ok := networks[cfg.Network]
-	if !ok {
-		return nil, config.Invalid("network", fmt.Sprintf("%q is not a network", cfg.Network), "use main, testnet4, test, signet or regtest")
+	nw, err := chains.Lookup(cfg.Network)
+	if err != nil {
+		return nil, err
 	}
 	home, _ := os.UserHomeDir()
 	if cfg.DataDir == "" {
@@ -308,7 +291,7 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	pol := declare.Policy{
-		PayoutScript: payout, PayoutMinShare: cfg.Pool.PayoutMinShare, HalvingInterval: nw.halving,
+		PayoutScript: payout, PayoutMinShare: cfg.Pool.PayoutMinShare, HalvingInterval: nw.HalvingInterval,
 		AllowFullTemplate: cfg.JDS.FullTemplate, AllowCoinbaseOnly: cfg.JDS.CoinbaseOnly,
 		TokenLifetime: cfg.JDS.TokenLifetime, RequireSameUser: cfg.JDS.RequireSameUser,
 		MaxTokensPerConn: cfg.Limits.TokensPerConnection, TokenBurst: cfg.Limits.TokenBurst, TokenRate: cfg.Limits.TokenRate,
@@ -349,16 +332,16 @@ func setup(cfg *Config, log hclog.Logger) (_ *app, err error) {
 		return nil, err
 	}
 	if cfg.Node.URL == "" {
-		cfg.Node.URL = "http://127.0.0.1:" + strconv.Itoa(nw.rpcPort)
+		cfg.Node.URL = "http://127.0.0.1:" + strconv.Itoa(nw.RPCPort)
 	}
 	if cfg.Node.CookieFile == "" && cfg.Node.User == "" && cfg.Node.Password == "" {
 		if home == "" {
 			return nil, config.Invalid("node.cookie-file", "not set and no home directory", "set node.cookie-file or node.user and node.password")
 		}
-		cfg.Node.CookieFile = filepath.Join(home, ".bitcoin", nw.dir, ".cookie")
+		cfg.Node.CookieFile = filepath.Join(home, ".bitcoin", nw.CoreDir, ".cookie")
 	}
 	ncfg := node.Config{URL: cfg.Node.URL, User: cfg.Node.User, Password: cfg.Node.Password, CookieFile: cfg.Node.CookieFile,
-		Network: nw.nodeName, Timeout: cfg.Node.Timeout, Logger: log.Named("node")}
+		Network: nw.Name, Timeout: cfg.Node.Timeout, Logger: log.Named("node")}
 	if err := ncfg.Validate(); err != nil {
 		return nil, prefixKey("node.", err)
 	}
@@ -444,17 +427,17 @@ func isLoopback(host string) bool {
 
 // payoutScript turns pool.payout-address or pool.payout-script into the
 // output script.
-func payoutScript(cfg *Config, nw network) ([]byte, error) {
+func payoutScript(cfg *Config, nw chains.Network) ([]byte, error) {
 	addr, script := strings.TrimSpace(cfg.Pool.PayoutAddress), strings.TrimSpace(cfg.Pool.PayoutScript)
 	switch {
 	case addr != "" && script != "":
 		return nil, config.Invalid("pool.payout-script", "both pool.payout-address and pool.payout-script are set", "set only one of them")
 	case addr != "":
-		a, err := btcutil.DecodeAddress(addr, nw.params)
+		a, err := btcutil.DecodeAddress(addr, nw.Params)
 		if err != nil {
 			return nil, config.Invalid("pool.payout-address", err.Error(), "use an address of network "+cfg.Network)
 		}
-		if !a.IsForNet(nw.params) {
+		if !a.IsForNet(nw.Params) {
 			return nil, config.Invalid("pool.payout-address", "address of another network", "use an address of network "+cfg.Network)
 		}
 		s, err := txscript.PayToAddrScript(a)
