@@ -483,7 +483,9 @@ func deviceKey(cfg *Config, log hclog.Logger) (*btcec.PrivateKey, error) {
 	path := filepath.Join(cfg.DataDir, "authority_secret_key")
 	k, created, err := noise.LoadOrCreateKeyFile(path, nil)
 	if err != nil {
-		return nil, config.Invalid("devices.authority-secret-key", err.Error(), "fix or remove "+path)
+		// Not "remove it": a new key would make every device's pinned key wrong.
+		return nil, config.Invalid("devices.authority-secret-key", err.Error(),
+			"fix the key file (mode 0600, base58), or set devices.authority-secret-key; a new key file means re-pinning every device")
 	}
 	if created {
 		log.Info("created the devices' authority key", "file", path)
