@@ -133,19 +133,23 @@ func TestPublishWritesThenRetries(t *testing.T) {
 // the caller's deadline), as a node busy connecting other blocks might.
 type blockingNode struct {
 	NodeRPC
+	once    sync.Once
 	started chan struct{}
 	release chan struct{}
 	done    chan string // "accepted" or the error
 }
 
 func (b *blockingNode) SubmitBlock(ctx context.Context, raw []byte) (string, error) {
-	close(b.started)
+	b.once.Do(func() { close(b.started) })
 	select {
 	case <-b.release:
 		b.done <- "accepted"
 		return "", nil
 	case <-ctx.Done():
-		b.done <- ctx.Err().Error()
+		select {
+		case b.done <- ctx.Err().Error():
+		default:
+		}
 		return "", &node.TransportError{URL: "http://127.0.0.1:1", Timeout: true, Err: ctx.Err()}
 	}
 }
