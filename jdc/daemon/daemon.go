@@ -469,16 +469,22 @@ func (d *Daemon) tpLoop(ctx context.Context) {
 // after a connection that lasted stableConn), again.
 func (d *Daemon) redial(ctx context.Context, log hclog.Logger, what string, connect func() (serve func() string, err error)) {
 	b := node.Backoff{Initial: d.cfg.ReconnectMin, Max: d.cfg.ReconnectMax}
+	var rl repeatLimiter
 	for ctx.Err() == nil {
 		serve, err := connect()
 		if err != nil {
 			wait := b.Next()
-			log.Warn("cannot connect to "+what+"; retrying", "error", err, "in", wait)
+			if n, warn := rl.note(time.Now(), err.Error()); warn {
+				log.Warn("cannot connect to "+what+"; retrying", "error", err, "in", wait, "failures", n)
+			} else {
+				log.Debug("cannot connect to "+what+"; retrying", "error", err, "in", wait, "failures", n)
+			}
 			if !sleep(ctx, wait) {
 				return
 			}
 			continue
 		}
+		rl = repeatLimiter{}
 		up := time.Now()
 		reason := serve()
 		if ctx.Err() != nil {
@@ -493,6 +499,29 @@ func (d *Daemon) redial(ctx context.Context, log hclog.Logger, what string, conn
 			return
 		}
 	}
+}
+
+// repeatWarnEvery is how often the same connection failure is warned about
+// again while it lasts (as tp does for node errors): a peer down for an
+// hour would otherwise be one warning per reconnect attempt.
+const repeatWarnEvery = 5 * time.Minute
+
+// repeatLimiter decides which of a run of connection failures is a warning:
+// the first, a different error, and the same one again every
+// repeatWarnEvery. The others are logged at debug.
+type repeatLimiter struct {
+	last     string
+	warnedAt time.Time
+	n        int // failures in a row
+}
+
+func (r *repeatLimiter) note(now time.Time, msg string) (failures int, warn bool) {
+	r.n++
+	if msg != r.last || now.Sub(r.warnedAt) >= repeatWarnEvery {
+		r.last, r.warnedAt = msg, now
+		return r.n, true
+	}
+	return r.n, false
 }
 
 func endReason(err error) string {
