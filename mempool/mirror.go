@@ -207,23 +207,42 @@ func (m *Mirror) runPoll(ctx context.Context) error {
 // pollOnce removes the new tip's transactions when the tip moved, then
 // diffs the node's mempool listing against the store. full lists with fees
 // and counts as a resync.
+//
+// A listing taken while a block connects already lacks the block's
+// transactions: reconciled, they would be counted as removed one by one and
+// the block, handled on the next poll, would confirm none. So the tip is
+// read again after the listing, and a listing that straddles a new block is
+// taken again once that block is handled (a few times at most; then the
+// last listing is used, as before).
 func (m *Mirror) pollOnce(ctx context.Context, tip *chainhash.Hash, full bool, reason string) error {
 	best, err := m.rpc.GetBestBlockHash(ctx)
 	if err != nil {
 		return err
 	}
-	if best != *tip {
-		if *tip != (chainhash.Hash{}) {
-			blk, err := m.rpc.GetBlock(ctx, best)
-			if err != nil {
-				return fmt.Errorf("getblock %s: %w", best, err)
+	for attempt := 1; ; attempt++ {
+		if best != *tip {
+			if *tip != (chainhash.Hash{}) {
+				blk, err := m.rpc.GetBlock(ctx, best)
+				if err != nil {
+					return fmt.Errorf("getblock %s: %w", best, err)
+				}
+				m.removeBlock(blk)
 			}
-			m.removeBlock(blk)
+			*tip = best
 		}
-		*tip = best
-	}
-	if err := m.sync(ctx, full, reason); err != nil {
-		return err
+		l, err := m.list(ctx, full)
+		if err != nil {
+			return err
+		}
+		if best, err = m.rpc.GetBestBlockHash(ctx); err != nil {
+			return err
+		}
+		if best == *tip || attempt == 3 {
+			if err := m.apply(ctx, l, full, reason); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	if !full {
 		m.polls.Add(1)
@@ -238,32 +257,49 @@ func (m *Mirror) removeBlock(blk *wire.MsgBlock) {
 		"confirmed_removed", confirmed, "conflicts_removed", conflicts)
 }
 
+// listing is one full listing of the node's mempool; fees is nil when the
+// listing was taken without them.
+type listing struct {
+	start time.Time
+	ids   []chainhash.Hash
+	fees  map[chainhash.Hash]int64
+}
+
 // sync diffs a full listing of the node's mempool against the store: it
 // drops what the node no longer has and fetches what the store lacks. With
 // full (a resync) or when the store is nearly full, the listing carries
 // fees, so evictions drop the lowest fee rates.
 func (m *Mirror) sync(ctx context.Context, full bool, reason string) error {
-	start := time.Now()
-	withFees := full || m.store.Bytes() > m.cfg.MaxBytes/10*9
-	var ids []chainhash.Hash
-	var fees map[chainhash.Hash]int64
-	if withFees {
+	l, err := m.list(ctx, full)
+	if err != nil {
+		return err
+	}
+	return m.apply(ctx, l, full, reason)
+}
+
+func (m *Mirror) list(ctx context.Context, full bool) (listing, error) {
+	l := listing{start: time.Now()}
+	if full || m.store.Bytes() > m.cfg.MaxBytes/10*9 {
 		v, err := m.rpc.GetRawMempoolVerbose(ctx)
 		if err != nil {
-			return err
+			return l, err
 		}
-		ids = make([]chainhash.Hash, 0, len(v))
-		fees = make(map[chainhash.Hash]int64, len(v))
+		l.ids = make([]chainhash.Hash, 0, len(v))
+		l.fees = make(map[chainhash.Hash]int64, len(v))
 		for id, e := range v {
-			ids = append(ids, id)
-			fees[id] = e.Fee
+			l.ids = append(l.ids, id)
+			l.fees[id] = e.Fee
 		}
-	} else {
-		var err error
-		if ids, err = m.rpc.GetRawMempool(ctx); err != nil {
-			return err
-		}
+		return l, nil
 	}
+	var err error
+	l.ids, err = m.rpc.GetRawMempool(ctx)
+	return l, err
+}
+
+// apply makes the store agree with the listing l.
+func (m *Mirror) apply(ctx context.Context, l listing, full bool, reason string) error {
+	start, ids, fees := l.start, l.ids, l.fees
 	missing, removed := m.store.Reconcile(ids)
 	added, err := m.fetchAdd(ctx, missing, fees)
 	if err != nil {

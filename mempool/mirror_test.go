@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 
 	"github.com/sv2kit/sv2kit/node"
 )
@@ -107,5 +108,95 @@ func TestRawCacheBounds(t *testing.T) {
 	}
 	if len(old.fifo)-old.head > 2048 {
 		t.Fatalf("queue holds %d references", len(old.fifo)-old.head)
+	}
+}
+
+// blockDuringListing is a node on which a block confirming the mempool's
+// only transaction connects while the mirror lists the mempool: the
+// listing already lacks the transaction, the tip read before it does not
+// show the block yet.
+type blockDuringListing struct {
+	tx        *wire.MsgTx
+	raw       []byte
+	tip       chainhash.Hash
+	connected bool
+	listings  int
+}
+
+func (f *blockDuringListing) block() *wire.MsgBlock {
+	cb := simpleTx(1000, false)
+	return &wire.MsgBlock{Transactions: []*wire.MsgTx{cb, f.tx}}
+}
+
+func (f *blockDuringListing) mempool() []chainhash.Hash {
+	f.listings++
+	if f.listings == 2 { // the first poll after the fill: the block lands now
+		f.connected = true
+		f.tip = f.block().BlockHash()
+	}
+	if f.connected {
+		return nil
+	}
+	return []chainhash.Hash{f.tx.TxHash()}
+}
+
+func (f *blockDuringListing) GetRawMempool(context.Context) ([]chainhash.Hash, error) {
+	return f.mempool(), nil
+}
+
+func (f *blockDuringListing) GetRawMempoolVerbose(context.Context) (map[chainhash.Hash]node.MempoolEntry, error) {
+	v := map[chainhash.Hash]node.MempoolEntry{}
+	for _, id := range f.mempool() {
+		v[id] = node.MempoolEntry{Fee: 1000}
+	}
+	return v, nil
+}
+
+func (f *blockDuringListing) GetRawTransactions(_ context.Context, ids []chainhash.Hash) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	for k, id := range ids {
+		if id == f.tx.TxHash() {
+			out[k] = f.raw
+		}
+	}
+	return out, nil
+}
+
+func (f *blockDuringListing) GetBlock(_ context.Context, h chainhash.Hash) (*wire.MsgBlock, error) {
+	if b := f.block(); f.connected && h == b.BlockHash() {
+		return b, nil
+	}
+	return nil, errors.New("no such block")
+}
+
+func (f *blockDuringListing) GetBestBlockHash(context.Context) (chainhash.Hash, error) {
+	return f.tip, nil
+}
+
+// A block that connects while the mirror lists the mempool: its
+// transaction is removed as confirmed by that block, not as one that left
+// the mempool (the flake TestMirrorPollRegtest showed under load: Blocks 0,
+// Confirmed 0, Removes 202).
+func TestPollBlockDuringListing(t *testing.T) {
+	tx := simpleTx(1, true)
+	f := &blockDuringListing{tx: tx, raw: ser(t, tx), tip: chainhash.Hash{1}}
+	m, err := New(Config{PollInterval: time.Hour, Logger: testLogger(t)}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var tip chainhash.Hash
+	if err := m.pollOnce(ctx, &tip, true, "initial fill"); err != nil {
+		t.Fatal(err)
+	}
+	if m.Store().Len() != 1 {
+		t.Fatalf("fill: %d transactions", m.Store().Len())
+	}
+	if err := m.pollOnce(ctx, &tip, false, "poll"); err != nil {
+		t.Fatal(err)
+	}
+	st := m.Stats()
+	if st.Count != 0 || st.Blocks != 1 || st.Confirmed != 1 || st.Removes != 0 || tip != f.block().BlockHash() {
+		t.Fatalf("after the block: %+v, tip %s", st, tip)
 	}
 }
