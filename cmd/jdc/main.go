@@ -69,7 +69,7 @@ type Config struct {
 	TP struct {
 		Addr      string `toml:"addr" help:"Template Provider address host:port (tp, or sv2-tp: 8336 mainnet, 18447 regtest)"`
 		Key       string `toml:"authority-public-key" help:"tp's authority public key (base58, printed by tp at start); empty: not checked (logged)"`
-		Plaintext bool   `toml:"plaintext" help:"talk to tp without Noise (only a tp configured so)"`
+		Plaintext bool   `toml:"plaintext" help:"talk to tp without Noise (test setups only: sv2kit's tp and sv2-tp always use Noise)"`
 	} `toml:"tp"`
 
 	Upstreams []UpstreamConfig `toml:"upstreams" help:"ordered pool+JDS pairs, [[upstreams]] tables in the file (first = preferred)"`
