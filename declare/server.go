@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/blockfile"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -451,7 +450,7 @@ func (s *Server) SubmitBlockShare(ctx context.Context, userIdentity string, shar
 // while the node cannot be reached.
 func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockResult, error) {
 	res := BlockResult{Hash: b.HashString()}
-	path, err := writeBlockFile(s.cfg.BlockDir, b)
+	path, err := blockfile.WriteHex(s.cfg.BlockDir, b.Height, b.HashString(), b.Raw)
 	if err != nil {
 		// Submitting matters more than the copy: go on, loudly.
 		s.log.Error("could not write the block to disk; submitting anyway", "hash", res.Hash, "error", err)
@@ -461,7 +460,9 @@ func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockR
 	// The submission must not die with the connection that brought it.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SubmitTimeout)
 	defer cancel()
-	result, err := s.submit(sctx, b.Raw)
+	result, err := node.SubmitBlockRetrying(sctx, s.cfg.Node, b.Raw, func(err error, attempt int, wait time.Duration) {
+		s.log.Warn("submitblock did not reach the node; retrying", "attempt", attempt, "retry_in", wait, "error", err, "hint", node.Hint(err))
+	})
 	if err != nil {
 		s.m.blocks.WithLabelValues(via, "error").Inc()
 		if path != "" {
@@ -474,7 +475,7 @@ func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockR
 		return res, fmt.Errorf("submitblock %s: %w", res.Hash, err)
 	}
 	res.Result = result
-	res.Accepted = result == "" || result == "duplicate" || strings.Contains(result, "already have block")
+	res.Accepted = result == "" || node.IsDuplicateBlock(result)
 	if res.Accepted {
 		s.m.blocks.WithLabelValues(via, "accepted").Inc()
 		s.log.Info("block accepted by the node", "hash", res.Hash, "height", b.Height, "via", via, "result", result)
@@ -483,67 +484,6 @@ func (s *Server) publish(ctx context.Context, b *FoundBlock, via string) (BlockR
 		s.log.Error("block rejected by the node", "hash", res.Hash, "height", b.Height, "via", via, "result", result)
 	}
 	return res, nil
-}
-
-// submit calls submitblock until the node answers: errors that say the
-// node was not reached (down, restarting, busy, warming up) are retried
-// until ctx ends; an answer, even an RPC error, is final.
-func (s *Server) submit(ctx context.Context, raw []byte) (string, error) {
-	var result string
-	bo := node.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
-	err := node.Retry(ctx, &bo, func(ctx context.Context) error {
-		r, err := s.cfg.Node.SubmitBlock(ctx, raw)
-		if err != nil {
-			if node.IsTransport(err) || node.IsBusy(err) || node.IsWarmup(err) || node.IsCookie(err) {
-				return err
-			}
-			return node.Permanent(err)
-		}
-		result = r
-		return nil
-	}, func(err error, attempt int, wait time.Duration) {
-		s.log.Warn("submitblock did not reach the node; retrying", "attempt", attempt, "retry_in", wait, "error", err, "hint", node.Hint(err))
-	})
-	return result, err
-}
-
-// writeBlockFile writes <height>-<hash>.hex (the block in hex, as
-// submitblock takes it) through a temporary file and a rename, and syncs
-// the file and its directory, so the block survives a crash right after.
-func writeBlockFile(dir string, b *FoundBlock) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, fmt.Sprintf("%d-%s.hex", b.Height, b.HashString()))
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create %s: %w", tmp, err)
-	}
-	data := make([]byte, hex.EncodedLen(len(b.Raw))+1)
-	hex.Encode(data, b.Raw)
-	data[len(data)-1] = '\n'
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return path, fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	serr = d.Sync()
-	d.Close()
-	if serr != nil {
-		return path, fmt.Errorf("sync directory %s: %w", dir, serr)
-	}
-	return path, nil
 }
 
 // ServeAPI serves the pool HTTP/JSON API on ln until ctx is done.

@@ -6,13 +6,19 @@ import (
 	"time"
 )
 
+// BlockSubmitter is what SubmitBlockRetrying needs: *Client, or a role's
+// narrower node interface.
+type BlockSubmitter interface {
+	SubmitBlock(ctx context.Context, rawBlock []byte) (string, error)
+}
+
 // SubmitBlockRetrying calls submitblock until the node answers. While the
 // node cannot be reached (down, restarting, busy, warming up, cookie being
 // rewritten) it retries with backoff until ctx ends, calling onRetry (if not
 // nil) before each wait; the node's answer, accepted ("") or a reason, is
 // final. Every role that finds blocks submits through it, so a block is
 // never dropped because the node blinked.
-func (c *Client) SubmitBlockRetrying(ctx context.Context, rawBlock []byte, onRetry func(err error, attempt int, wait time.Duration)) (string, error) {
+func SubmitBlockRetrying(ctx context.Context, c BlockSubmitter, rawBlock []byte, onRetry func(err error, attempt int, wait time.Duration)) (string, error) {
 	var result string
 	bo := Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	err := Retry(ctx, &bo, func(ctx context.Context) error {

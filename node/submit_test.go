@@ -34,7 +34,7 @@ func TestSubmitBlockRetrying(t *testing.T) {
 	var err error
 	go func() {
 		defer close(done)
-		result, err = c.SubmitBlockRetrying(context.Background(), []byte{0x01}, func(_ error, attempt int, _ time.Duration) {
+		result, err = SubmitBlockRetrying(context.Background(), c, []byte{0x01}, func(_ error, attempt int, _ time.Duration) {
 			retries <- attempt
 		})
 	}()
@@ -57,7 +57,7 @@ func TestSubmitBlockRetryingPermanent(t *testing.T) {
 	s.setFail(-22, "Block decode failed")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.SubmitBlockRetrying(ctx, []byte{0x01}, func(err error, _ int, _ time.Duration) {
+	_, err := SubmitBlockRetrying(ctx, c, []byte{0x01}, func(err error, _ int, _ time.Duration) {
 		t.Errorf("retried a permanent error: %v", err)
 	})
 	if err == nil || ctx.Err() != nil {
