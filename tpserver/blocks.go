@@ -2,13 +2,10 @@ package tpserver
 
 import (
 	"context"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/blockfile"
 
 	"github.com/sv2kit/sv2kit/node"
 	"github.com/sv2kit/sv2kit/provider"
@@ -66,7 +63,7 @@ func (s *Server) handleBlock(ctx context.Context, b *provider.FoundBlock) {
 			"hash", b.HashString(), "file", path, "error", err, "hint", node.Hint(err))
 	case result == "":
 		s.log.Info("block accepted by the node", "hash", b.HashString(), "height", b.Height, "stale_template", b.Stale)
-	case result == "duplicate" || strings.Contains(result, "already have"):
+	case node.IsDuplicateBlock(result):
 		label = resultDuplicate
 		s.log.Info("node already has the block", "hash", b.HashString(), "result", result)
 	default:
@@ -80,52 +77,13 @@ func (s *Server) handleBlock(ctx context.Context, b *provider.FoundBlock) {
 func (s *Server) submit(ctx context.Context, raw []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SubmitTimeout)
 	defer cancel()
-	var result string
-	bo := node.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
-	err := node.Retry(ctx, &bo, func(ctx context.Context) error {
-		r, err := s.cfg.Node.SubmitBlock(ctx, raw)
-		if err != nil {
-			if node.IsTransport(err) || node.IsBusy(err) || node.IsCookie(err) || node.IsWarmup(err) {
-				return err
-			}
-			return node.Permanent(err)
-		}
-		result = r
-		return nil
-	}, func(err error, attempt int, wait time.Duration) {
+	return node.SubmitBlockRetrying(ctx, s.cfg.Node, raw, func(err error, attempt int, wait time.Duration) {
 		s.log.Warn("submitblock did not reach the node; retrying", "attempt", attempt, "retry_in", wait, "error", err, "hint", node.Hint(err))
 	})
-	return result, err
 }
 
-// writeBlock stores a found block as hex at <datadir>/blocks/<height>-<hash>.hex
-// and fsyncs file and directory, so a crash after submitting cannot lose it.
+// writeBlock stores a found block as hex at <datadir>/blocks/<height>-<hash>.hex,
+// synced with its directory, so a crash after submitting cannot lose it.
 func (s *Server) writeBlock(b *provider.FoundBlock) (string, error) {
-	dir := filepath.Join(s.cfg.DataDir, "blocks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, fmt.Sprintf("%d-%s.hex", b.Height, b.HashString()))
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create %s: %w", tmp, err)
-	}
-	data := make([]byte, hex.EncodedLen(len(b.Raw))+1)
-	hex.Encode(data, b.Raw)
-	data[len(data)-1] = '\n'
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return "", fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return path, nil
+	return blockfile.WriteHex(filepath.Join(s.cfg.DataDir, "blocks"), b.Height, b.HashString(), b.Raw)
 }
