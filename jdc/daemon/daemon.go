@@ -18,9 +18,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/blockfile"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -833,6 +834,9 @@ type blockRecord struct {
 	FoundAt    string `json:"found_at"`
 }
 
+// nodeSubmitTimeout bounds the retries of submitblock to the miner's own node.
+const nodeSubmitTimeout = 2 * time.Minute
+
 // block writes the block to disk (fsync) and only then submits it on every
 // path jdc has: tp (SubmitSolution), the pair's JDS (PushSolution) and the
 // node (submitblock).
@@ -847,7 +851,11 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 		rec.Block = hex.EncodeToString(b.Raw)
 	}
 	file := filepath.Join(d.cfg.BlocksDir, rec.Hash+".json")
-	if err := writeSynced(file, rec); err != nil {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err == nil {
+		err = blockfile.Write(file, append(data, '\n'), 0o600)
+	}
+	if err != nil {
 		// Still submit: losing the block is worse than a missing file.
 		d.m.submissions.WithLabelValues("disk", "error").Inc()
 		d.log.Error("cannot write the found block to disk; submitting anyway", "hash", rec.Hash, "error", err)
@@ -888,12 +896,18 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 			d.log.Warn("block not sent to the node: its transactions were not known yet", "hash", rec.Hash)
 		}
 		if d.cfg.Node != nil && raw != nil {
-			res, err := d.cfg.Node.SubmitBlock(sctx, raw)
+			// The node may be restarting: retry until it answers, for longer
+			// than the peers' timeout (the block is on disk meanwhile).
+			nctx, ncancel := context.WithTimeout(context.WithoutCancel(ctx), nodeSubmitTimeout)
+			res, err := node.SubmitBlockRetrying(nctx, d.cfg.Node, raw, func(err error, attempt int, wait time.Duration) {
+				d.log.Warn("submitblock did not reach the node; retrying", "hash", rec.Hash, "attempt", attempt, "retry_in", wait, "error", err)
+			})
+			ncancel()
 			switch {
 			case err != nil:
 				d.m.submissions.WithLabelValues("node", "error").Inc()
 				d.log.Error("submitblock failed", "hash", rec.Hash, "error", err)
-			case res != "" && res != "duplicate" && !strings.Contains(res, "already have"):
+			case res != "" && !node.IsDuplicateBlock(res):
 				// (btcd answers "rejected: already have block" for a block
 				// tp or the JDS submitted first.)
 				d.m.submissions.WithLabelValues("node", "rejected").Inc()
@@ -904,38 +918,6 @@ func (d *Daemon) block(ctx context.Context, b *jdc.FoundBlock) {
 			}
 		}
 	})
-}
-
-func writeSynced(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	dir, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
