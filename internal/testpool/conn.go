@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sv2kit/sv2kit/internal/blockfile"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -319,9 +320,6 @@ func (p *Pool) persist(b blockShare) error {
 	if p.cfg.BlocksDir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(p.cfg.BlocksDir, 0o700); err != nil {
-		return err
-	}
 	data, err := json.MarshalIndent(struct {
 		User  string             `json:"user"`
 		Hash  string             `json:"hash"`
@@ -330,19 +328,7 @@ func (p *Pool) persist(b blockShare) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(p.cfg.BlocksDir, b.hash+".json"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return blockfile.Write(filepath.Join(p.cfg.BlocksDir, b.hash+".json"), data, 0o600)
 }
 
 // submitBlocks hands block shares to the JDS one at a time, retrying a
