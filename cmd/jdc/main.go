@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sv2kit/sv2kit/internal/chains"
+
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -153,22 +155,11 @@ func defaults() *Config {
 	return c
 }
 
-var networks = map[string]*chaincfg.Params{
-	"main":     &chaincfg.MainNetParams,
-	"testnet4": &chaincfg.TestNet3Params, // same address format
-	"test":     &chaincfg.TestNet3Params,
-	"signet":   &chaincfg.SigNetParams,
-	"regtest":  &chaincfg.RegressionNetParams,
-}
-
 // defaultCookie is where Bitcoin Core writes its cookie for network: the
 // data directory, or its network subdirectory off mainnet.
-func defaultCookie(home, network string) string {
-	sub := map[string]string{"testnet4": "testnet4", "test": "testnet3", "signet": "signet", "regtest": "regtest"}[network]
-	return filepath.Join(home, ".bitcoin", sub, ".cookie")
+func defaultCookie(home string, nw chains.Network) string {
+	return filepath.Join(home, ".bitcoin", nw.CoreDir, ".cookie")
 }
-
-var nodeNetworks = map[string]string{"main": "main", "testnet4": "testnet4", "test": "test", "signet": "signet", "regtest": "regtest"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -242,10 +233,11 @@ func (a *app) close() {
 // setup checks the configuration and builds jdc; every error names the key
 // at fault and the fix.
 func setup(cfg *Config, log hclog.Logger) (*app, error) {
-	params, ok := networks[cfg.Network]
-	if !ok {
-		return nil, config.Invalid("network", fmt.Sprintf("%q is not a network", cfg.Network), "use main, testnet4, test, signet or regtest")
+	nw, err := chains.Lookup(cfg.Network)
+	if err != nil {
+		return nil, err
 	}
+	params := nw.Params
 	mode, err := jdc.ParseMode(cfg.Mode)
 	if err != nil {
 		return nil, config.Invalid("mode", err.Error(), "use full-template, coinbase-only or solo")
@@ -374,10 +366,10 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 			if home == "" {
 				return nil, config.Invalid("node.cookie-file", "not set and no home directory", "set node.cookie-file or node.user and node.password")
 			}
-			cfg.Node.CookieFile = defaultCookie(home, cfg.Network)
+			cfg.Node.CookieFile = defaultCookie(home, nw)
 		}
 		ncfg := node.Config{URL: cfg.Node.URL, User: cfg.Node.User, Password: cfg.Node.Password, CookieFile: cfg.Node.CookieFile,
-			Network: nodeNetworks[cfg.Network], Logger: log.Named("node")}
+			Network: nw.Name, Logger: log.Named("node")}
 		if err := ncfg.Validate(); err != nil {
 			return nil, prefixKey("node.", err)
 		}

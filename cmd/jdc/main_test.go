@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sv2kit/sv2kit/internal/chains"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sv2kit/sv2kit/internal/config"
@@ -218,7 +220,11 @@ func TestDefaultCookie(t *testing.T) {
 		{"signet", "/h/.bitcoin/signet/.cookie"},
 		{"regtest", "/h/.bitcoin/regtest/.cookie"},
 	} {
-		if got := defaultCookie("/h", tc.network); got != tc.want {
+		nw, err := chains.Lookup(tc.network)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := defaultCookie("/h", nw); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.network, got, tc.want)
 		}
 	}
@@ -234,7 +240,7 @@ func TestDefaultCookie(t *testing.T) {
 		t.Fatalf("node.url without credentials: %v", err)
 	}
 	a.close()
-	if want := defaultCookie(os.Getenv("HOME"), "regtest"); cfg.Node.CookieFile != want {
+	if want := filepath.Join(os.Getenv("HOME"), ".bitcoin", "regtest", ".cookie"); cfg.Node.CookieFile != want {
 		t.Fatalf("cookie %q, want %q", cfg.Node.CookieFile, want)
 	}
 }

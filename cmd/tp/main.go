@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sv2kit/sv2kit/internal/chains"
+
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/hashicorp/go-hclog"
 
@@ -99,25 +101,6 @@ func defaults() *Config {
 	return c
 }
 
-// network holds what a network name decides.
-type network struct {
-	nodeName string // node.Config.Network
-	tpPort   int    // sv2-tp's port
-	rpcPort  int    // Bitcoin Core's RPC port
-	dir      string // Bitcoin Core's datadir subdirectory
-	chain    func(*provider.Config)
-}
-
-var networks = map[string]network{
-	"main":     {"main", 8336, 8332, "", func(*provider.Config) {}},
-	"testnet4": {"testnet4", 48336, 48332, "testnet4", func(c *provider.Config) { c.MinDifficultyBlocks = true }},
-	"test":     {"test", 18336, 18332, "testnet3", func(c *provider.Config) { c.MinDifficultyBlocks = true }},
-	"signet":   {"signet", 38336, 38332, "signet", func(*provider.Config) {}},
-	"regtest": {"regtest", 18447, 18443, "regtest", func(c *provider.Config) {
-		c.HalvingInterval, c.NoRetargeting = 150, true
-	}},
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -177,9 +160,9 @@ func (a *app) close() { a.node.Close() }
 // setup checks the configuration and builds everything; errors name the
 // key at fault and the fix.
 func setup(cfg *Config, log hclog.Logger) (*app, error) {
-	nw, ok := networks[cfg.Network]
-	if !ok {
-		return nil, config.Invalid("network", fmt.Sprintf("%q is not a network", cfg.Network), "use main, testnet4, test, signet or regtest")
+	nw, err := chains.Lookup(cfg.Network)
+	if err != nil {
+		return nil, err
 	}
 	home, _ := os.UserHomeDir()
 	if cfg.DataDir == "" {
@@ -192,19 +175,19 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 		return nil, config.Invalid("datadir", err.Error(), "choose a directory this user can create and write")
 	}
 	if cfg.Server.Listen == "" {
-		cfg.Server.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(nw.tpPort))
+		cfg.Server.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(nw.TPPort))
 	}
 	if _, _, err := net.SplitHostPort(cfg.Server.Listen); err != nil {
 		return nil, config.Invalid("server.listen", err.Error(), "use host:port, e.g. 127.0.0.1:8336 (0.0.0.0:8336 for every interface)")
 	}
 	if cfg.Node.URL == "" {
-		cfg.Node.URL = "http://127.0.0.1:" + strconv.Itoa(nw.rpcPort)
+		cfg.Node.URL = "http://127.0.0.1:" + strconv.Itoa(nw.RPCPort)
 	}
 	if cfg.Node.CookieFile == "" && cfg.Node.User == "" && cfg.Node.Password == "" {
 		if home == "" {
 			return nil, config.Invalid("node.cookie-file", "not set and no home directory", "set node.cookie-file or node.user and node.password")
 		}
-		cfg.Node.CookieFile = filepath.Join(home, ".bitcoin", nw.dir, ".cookie")
+		cfg.Node.CookieFile = filepath.Join(home, ".bitcoin", nw.CoreDir, ".cookie")
 	}
 	if cfg.Server.MaxClients < 1 {
 		return nil, config.Invalid("server.max-clients", fmt.Sprintf("%d", cfg.Server.MaxClients), "set at least 1")
@@ -219,13 +202,15 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	if pcfg.FeeDelta == 0 {
 		pcfg.FeeDelta = 1 // 0 would mean the default; "any rise" is what 0 asks for
 	}
-	nw.chain(&pcfg)
+	pcfg.HalvingInterval = nw.HalvingInterval
+	pcfg.NoRetargeting = nw.NoRetargeting
+	pcfg.MinDifficultyBlocks = nw.MinDifficultyBlocks
 	if err := pcfg.Validate(); err != nil {
 		return nil, err
 	}
 	ncfg := node.Config{
 		URL: cfg.Node.URL, User: cfg.Node.User, Password: cfg.Node.Password, CookieFile: cfg.Node.CookieFile,
-		Network: nw.nodeName, Timeout: cfg.Node.Timeout, Logger: log.Named("node"),
+		Network: nw.Name, Timeout: cfg.Node.Timeout, Logger: log.Named("node"),
 	}
 	if err := ncfg.Validate(); err != nil {
 		return nil, prefixKey("node.", err)
