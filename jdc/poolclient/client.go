@@ -63,12 +63,22 @@ type Config struct {
 
 // SetupError is the pool refusing SetupConnection or the channel.
 type SetupError struct {
-	Msg  string // the message name
-	Code string
+	Msg   string // the message name
+	Code  string
+	Flags uint32 // SetupConnection.Error's unsupported flags
 }
 
 func (e *SetupError) Error() string {
-	return fmt.Sprintf("poolclient: pool refused %s: %s", e.Msg, e.Code)
+	msg := fmt.Sprintf("poolclient: pool refused %s: %s", e.Msg, e.Code)
+	if e.Flags != 0 {
+		msg += fmt.Sprintf(" (flags 0x%x)", e.Flags)
+	}
+	if e.Flags&messages.FlagRequiresWorkSelection != 0 {
+		// The usual cause: a pool (or another jdc's device port) that
+		// does not take custom jobs.
+		msg += "; this server does not accept custom jobs (REQUIRES_WORK_SELECTION): check that upstreams.pool is a pool's Mining Protocol port with job declaration"
+	}
+	return msg
 }
 
 // Channel is the extended channel the pool opened.
@@ -172,7 +182,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return fail(fmt.Errorf("poolclient: pool chose protocol version %d", m.UsedVersion))
 		}
 	case *messages.SetupConnectionError:
-		return fail(&SetupError{Msg: "SetupConnection", Code: m.ErrorCode})
+		return fail(&SetupError{Msg: "SetupConnection", Code: m.ErrorCode, Flags: m.Flags})
 	default:
 		return fail(fmt.Errorf("poolclient: pool sent %s before SetupConnection.Success", m.MessageName()))
 	}

@@ -191,6 +191,11 @@ func TestSetupFailures(t *testing.T) {
 		{"setup refused", func(m codec.Message) []codec.Message {
 			return []codec.Message{&messages.SetupConnectionError{ErrorCode: "unsupported-feature-flags"}}
 		}, "unsupported-feature-flags"},
+		// A server without custom jobs (another jdc's device port) says
+		// which flag, and what to check.
+		{"work selection refused", func(m codec.Message) []codec.Message {
+			return []codec.Message{&messages.SetupConnectionError{ErrorCode: "unsupported-feature-flags", Flags: messages.FlagRequiresWorkSelection}}
+		}, "unsupported-feature-flags (flags 0x2); this server does not accept custom jobs"},
 		{"channel refused", func(m codec.Message) []codec.Message {
 			if _, is := m.(*messages.SetupConnection); is {
 				return []codec.Message{ok}
