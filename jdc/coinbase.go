@@ -116,8 +116,8 @@ func scanOutputs(t *messages.NewTemplate) (commitment bool, err error) {
 			return false, fmt.Errorf("template output %d is truncated", i)
 		}
 		b = b[8:]
-		n, k := readVarInt(b)
-		if k == 0 || uint64(len(b)-k) < n {
+		n, k, ok := templates.ReadCompactSize(b)
+		if !ok || uint64(len(b)-k) < n {
 			return false, fmt.Errorf("template output %d is truncated", i)
 		}
 		if templates.IsWitnessCommitment(b[k : k+int(n)]) {
@@ -129,30 +129,6 @@ func scanOutputs(t *messages.NewTemplate) (commitment bool, err error) {
 		return false, fmt.Errorf("%d bytes after the template's %d outputs", len(b), t.CoinbaseTxOutputsCount)
 	}
 	return commitment, nil
-}
-
-func readVarInt(b []byte) (uint64, int) {
-	if len(b) == 0 {
-		return 0, 0
-	}
-	switch b[0] {
-	case 0xfd:
-		if len(b) < 3 {
-			return 0, 0
-		}
-		return uint64(binary.LittleEndian.Uint16(b[1:])), 3
-	case 0xfe:
-		if len(b) < 5 {
-			return 0, 0
-		}
-		return uint64(binary.LittleEndian.Uint32(b[1:])), 5
-	case 0xff:
-		if len(b) < 9 {
-			return 0, 0
-		}
-		return binary.LittleEndian.Uint64(b[1:]), 9
-	}
-	return uint64(b[0]), 1
 }
 
 // outputsConstraints is what outs add to a coinbase: serialized size and

@@ -133,7 +133,7 @@ func ParseOutputs(raw []byte, count int) ([]TxOutput, error) {
 			return nil, fmt.Errorf("output %d: %d bytes left, need at least 9", i, len(rest))
 		}
 		value := int64(binary.LittleEndian.Uint64(rest))
-		n, k, ok := readVarInt(rest[8:])
+		n, k, ok := ReadCompactSize(rest[8:])
 		if !ok {
 			return nil, fmt.Errorf("output %d: truncated or non-canonical script length", i)
 		}
@@ -153,7 +153,7 @@ func ParseOutputs(raw []byte, count int) ([]TxOutput, error) {
 // ParseOutputVector reads a CompactSize-prefixed output vector (the form of
 // AllocateMiningJobToken.Success and SetCustomMiningJob outputs).
 func ParseOutputVector(raw []byte) ([]TxOutput, error) {
-	n, k, ok := readVarInt(raw)
+	n, k, ok := ReadCompactSize(raw)
 	if !ok {
 		return nil, errors.New("output count: truncated or non-canonical CompactSize")
 	}
@@ -163,9 +163,10 @@ func ParseOutputVector(raw []byte) ([]TxOutput, error) {
 	return ParseOutputs(raw[k:], int(n))
 }
 
-// readVarInt reads a canonical CompactSize from b: the value, its length,
-// and false when b is short or the encoding is not minimal (as btcd refuses).
-func readVarInt(b []byte) (v uint64, n int, ok bool) {
+// ReadCompactSize reads a canonical CompactSize from b: the value, its
+// length, and false when b is short or the encoding is not minimal (as
+// consensus serialization never produces and btcd refuses).
+func ReadCompactSize(b []byte) (v uint64, n int, ok bool) {
 	if len(b) == 0 {
 		return 0, 0, false
 	}

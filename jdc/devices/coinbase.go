@@ -8,6 +8,7 @@ import (
 
 	"github.com/sv2kit/sv2kit/mining"
 	"github.com/sv2kit/sv2kit/sv2/messages"
+	"github.com/sv2kit/sv2kit/templates"
 )
 
 var errCoinbase = errors.New("malformed work coinbase")
@@ -68,7 +69,7 @@ func splitCoinbase(prefix, suffix []byte, space int) (*messages.SetCustomMiningJ
 		return nil, fmt.Errorf("%w: input is not a coinbase input (prevout index)", errCoinbase)
 	}
 	p = p[36:]
-	scriptLen, n, ok := readCompactSize(p)
+	scriptLen, n, ok := templates.ReadCompactSize(p)
 	if !ok {
 		return nil, fmt.Errorf("%w: scriptSig length", errCoinbase)
 	}
@@ -86,33 +87,4 @@ func splitCoinbase(prefix, suffix []byte, space int) (*messages.SetCustomMiningJ
 	m.CoinbaseTxOutputs = suffix[4 : len(suffix)-4]
 	m.CoinbaseTxLocktime = binary.LittleEndian.Uint32(suffix[len(suffix)-4:])
 	return &m, nil
-}
-
-// readCompactSize decodes a Bitcoin CompactSize integer (minimal encodings
-// only, as consensus serialization produces).
-func readCompactSize(b []byte) (v uint64, n int, ok bool) {
-	if len(b) == 0 {
-		return 0, 0, false
-	}
-	switch b[0] {
-	case 0xfd:
-		if len(b) < 3 {
-			return 0, 0, false
-		}
-		v = uint64(binary.LittleEndian.Uint16(b[1:]))
-		return v, 3, v >= 0xfd
-	case 0xfe:
-		if len(b) < 5 {
-			return 0, 0, false
-		}
-		v = uint64(binary.LittleEndian.Uint32(b[1:]))
-		return v, 5, v > 0xffff
-	case 0xff:
-		if len(b) < 9 {
-			return 0, 0, false
-		}
-		v = binary.LittleEndian.Uint64(b[1:])
-		return v, 9, v > 0xffffffff
-	}
-	return uint64(b[0]), 1, true
 }
