@@ -318,7 +318,8 @@ func TestRegtestTipWatcherLongPoll(t *testing.T) {
 		t.Fatalf("template at height 1: %v %+v", err, tpl)
 	}
 
-	w := NewTipWatcher(c, TipWatcherConfig{LongPoll: true, PollInterval: time.Hour,
+	rpc := &countingTipRPC{TipRPC: c}
+	w := NewTipWatcher(rpc, TipWatcherConfig{LongPoll: true, PollInterval: time.Hour,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})})
 	tips := make(chan Tip, 8)
 	wctx, wcancel := context.WithCancel(ctx)
@@ -337,10 +338,10 @@ func TestRegtestTipWatcherLongPoll(t *testing.T) {
 		t.Fatalf("first tip %s, want %s", first.Hash, genesis)
 	}
 	// The first tip comes from the initial getbestblockhash or the first
-	// template, whichever answers first; let the other one answer too, so
+	// template, whichever answers first; wait for the other one too, so
 	// that the next tip can only come from the long-poll (the safety poll
 	// runs hourly here).
-	time.Sleep(300 * time.Millisecond)
+	rpc.waitInitial(t)
 	for i := 0; i < 2; i++ {
 		hashes, err := n.Generate(ctx, 1)
 		if err != nil {

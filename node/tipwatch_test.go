@@ -5,8 +5,11 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
 	"github.com/sv2kit/sv2kit/internal/zmqtest"
 
@@ -75,6 +78,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// countingTipRPC counts a watcher's calls, so a test can wait for its
+// initial calls instead of sleeping a guessed while.
+type countingTipRPC struct {
+	TipRPC
+	polled  atomic.Int64 // getbestblockhash calls answered
+	started atomic.Int64 // getblocktemplate calls made
+}
+
+func (r *countingTipRPC) GetBestBlockHash(ctx context.Context) (chainhash.Hash, error) {
+	defer r.polled.Add(1)
+	return r.TipRPC.GetBestBlockHash(ctx)
+}
+
+func (r *countingTipRPC) GetBlockTemplate(ctx context.Context, longPollID string) (*BlockTemplate, error) {
+	r.started.Add(1)
+	return r.TipRPC.GetBlockTemplate(ctx, longPollID)
+}
+
+// waitInitial waits until the first getbestblockhash was answered and the
+// long-poll after the first template is under way: from then on a new tip
+// can only come from the long-poll (the safety poll being hourly).
+func (r *countingTipRPC) waitInitial(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.polled.Load() < 1 || r.started.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("initial calls not done after 15 s: %d polls answered, %d templates asked", r.polled.Load(), r.started.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func startWatcher(t *testing.T, rpc TipRPC, cfg TipWatcherConfig) (*TipWatcher, chan Tip) {
@@ -212,10 +247,11 @@ func TestTipWatcherZMQAndRecovery(t *testing.T) {
 func TestTipWatcherLongPollCore(t *testing.T) {
 	s := newCoreServer(t)
 	c := mustClient(t, Config{URL: s.url(), User: "alice", Password: "secret", Timeout: 2 * time.Second})
-	_, tips := startWatcher(t, c, TipWatcherConfig{LongPoll: true, PollInterval: time.Hour,
+	rpc := &countingTipRPC{TipRPC: c}
+	_, tips := startWatcher(t, rpc, TipWatcherConfig{LongPoll: true, PollInterval: time.Hour,
 		Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	first := nextTip(t, tips)
-	time.Sleep(200 * time.Millisecond) // both initial calls answered
+	rpc.waitInitial(t) // the next tip can only come from the long-poll
 	h := hashN(21)
 	s.setTip(h)
 	tip := nextTip(t, tips)
