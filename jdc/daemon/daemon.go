@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -507,6 +508,8 @@ func (d *Daemon) redial(ctx context.Context, log hclog.Logger, what string, conn
 // hour would otherwise be one warning per reconnect attempt.
 const repeatWarnEvery = 5 * time.Minute
 
+var digits = regexp.MustCompile(`[0-9]+`)
+
 // repeatLimiter decides which of a run of connection failures is a warning:
 // the first, a different error, and the same one again every
 // repeatWarnEvery. The others are logged at debug.
@@ -518,6 +521,9 @@ type repeatLimiter struct {
 
 func (r *repeatLimiter) note(now time.Time, msg string) (failures int, warn bool) {
 	r.n++
+	// Ports and byte counts change between attempts ("read tcp
+	// 127.0.0.1:53066->…"): the same failure all the same.
+	msg = digits.ReplaceAllString(msg, "#")
 	if msg != r.last || now.Sub(r.warnedAt) >= repeatWarnEvery {
 		r.last, r.warnedAt = msg, now
 		return r.n, true

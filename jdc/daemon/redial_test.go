@@ -21,6 +21,9 @@ func TestRepeatLimiter(t *testing.T) {
 		{2 * time.Minute, "i/o timeout", true},
 		{3 * time.Minute, "i/o timeout", false},
 		{2*time.Minute + repeatWarnEvery, "i/o timeout", true},
+		// Only the port differs: the same failure.
+		{2*time.Minute + repeatWarnEvery + time.Second, "read tcp 127.0.0.1:53066->127.0.0.1:18999: reset", true},
+		{2*time.Minute + repeatWarnEvery + 2*time.Second, "read tcp 127.0.0.1:53078->127.0.0.1:18999: reset", false},
 	} {
 		n, warn := r.note(t0.Add(tc.at), tc.msg)
 		if warn != tc.warn || n != i+1 {
