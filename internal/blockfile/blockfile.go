@@ -13,21 +13,26 @@ import (
 // Write stores data at path through a temporary file and a rename, syncing
 // the file and then its directory, so after Write returns the file is
 // whole and survives a power loss; a crash part-way leaves at most a
-// ".tmp" file, never a truncated block.
+// "<name>.*.tmp" file, never a truncated block. Concurrent writers of the
+// same path are safe: the last rename wins, and every version is whole.
 func Write(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
+	// A temporary name of its own: two roles may write the same block at
+	// once (a JDS gets it from the JDC and from the pool), and each rename
+	// must install a whole file.
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
+		return fmt.Errorf("create a temporary file in %s: %w", dir, err)
 	}
+	tmp := f.Name()
+	cherr := f.Chmod(perm)
 	_, werr := f.Write(data)
 	serr := f.Sync()
 	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
+	if err := errors.Join(cherr, werr, serr, cerr); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}

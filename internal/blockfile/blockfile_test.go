@@ -30,8 +30,8 @@ func TestWriteHex(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", st.Mode())
 	}
-	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
-		t.Fatal("temporary file left behind")
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) != 0 {
+		t.Fatalf("temporary files left behind: %v", left)
 	}
 }
 
@@ -57,5 +57,32 @@ func TestWriteUnwritableDir(t *testing.T) {
 	// A regular file where the directory should be: the error names it.
 	if err := Write(filepath.Join(file, "x.hex"), []byte("x"), 0o600); err == nil {
 		t.Fatal("write under a regular file succeeded")
+	}
+}
+
+// A JDS receives the same block from the JDC and from the pool at once:
+// every concurrent write succeeds and the file is always whole.
+func TestConcurrentWritersSamePath(t *testing.T) {
+	dir := t.TempDir()
+	raw := bytes.Repeat([]byte{0xab}, 100_000)
+	want := hex.EncodeToString(raw) + "\n"
+	errs := make(chan error, 32)
+	for i := 0; i < cap(errs); i++ {
+		go func() {
+			_, err := WriteHex(dir, 1, "ff", raw)
+			errs <- err
+		}()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent write: %v", err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "1-ff.hex"))
+	if err != nil || string(data) != want {
+		t.Fatalf("file is not whole: %d bytes, err %v", len(data), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) != 0 {
+		t.Fatalf("temporary files left behind: %v", left)
 	}
 }
