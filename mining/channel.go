@@ -264,8 +264,25 @@ func (c *Channel) SetTarget(t [32]byte) *messages.SetTarget {
 }
 
 func (c *Channel) setTarget(t [32]byte) {
-	c.target = HarderTarget(HarderTarget(t, c.maxTarget), c.s.cfg.EasiestTarget)
+	t = HarderTarget(t, c.s.cfg.EasiestTarget)
+	// Never harder than the network: a device reports only hashes that meet
+	// its channel target, so a harder one would keep blocks from us (regtest,
+	// testnet minimum-difficulty blocks). This goes before the easiest-target
+	// floor, since every such share is a block; the device's own maximum
+	// target still comes first, as the spec requires.
+	if c.s.tip != nil {
+		t = EasierTarget(t, c.s.tip.Target)
+	}
+	c.target = HarderTarget(t, c.maxTarget)
 	c.targetDiff = DifficultyFromTarget(c.target)
+}
+
+// retarget re-applies the channel's vardiff target under the current tip
+// and reports whether the channel target changed.
+func (c *Channel) retarget() bool {
+	old := c.target
+	c.setTarget(c.vd.Target())
+	return c.target != old
 }
 
 // newJob records a job for this channel.
@@ -750,6 +767,13 @@ func (s *Session) AppendNewPrevHash(dst []codec.Message, templateID uint64, tip 
 	s.cur = jt
 	s.futures = s.futures[:0]
 	out := dst
+	// A network target easier than a channel's (or harder again after a
+	// testnet minimum-difficulty block) moves that channel's target first.
+	for _, c := range s.order {
+		if c.retarget() {
+			out = append(out, &messages.SetTarget{ChannelID: c.id, MaximumTarget: c.target})
+		}
+	}
 	for _, g := range s.scopes {
 		if len(g.members) == 0 {
 			continue

@@ -307,7 +307,7 @@ func (m *Miner) session(ctx context.Context, addr string) (redirect string, esta
 				m.dropped.Add(1) // found on a previous connection's job
 				continue
 			}
-			if !templates.MeetsTarget(&f.hash, f.w.target.Load()) {
+			if !f.block && !templates.MeetsTarget(&f.hash, f.w.target.Load()) {
 				continue // found before a SetTarget that tightened the target
 			}
 			seq++
@@ -516,7 +516,7 @@ func (m *Miner) handle(st *channelState, msg codec.Message, addr string) (string
 		// sent that the server would call too easy; a looser one waits for
 		// the next job.
 		if w := m.g.cur.Load(); !w.idle() && w.session == st.id {
-			t := r.MaximumTarget
+			t := easier(r.MaximumTarget, w.netTarget)
 			if cur := w.target.Load(); templates.MeetsTarget(&t, cur) {
 				w.target.Store(&t)
 			}
@@ -590,10 +590,21 @@ func (m *Miner) activate(st *channelState, j *job, minNTime uint32) {
 	if j.rolling && !st.fixedVersion {
 		w.mask = VersionRollingMask
 	}
-	t := st.target
+	// Scan at the easier of the channel and network targets: a hash that
+	// solves a block is always worth sending, even when the channel's
+	// target is harder (regtest, testnet minimum-difficulty blocks).
+	t := easier(st.target, w.netTarget)
 	w.target.Store(&t)
 	m.jobs.Add(1)
 	m.g.set(w)
+}
+
+// easier returns the easier (numerically larger) of two targets.
+func easier(a, b [32]byte) [32]byte {
+	if templates.MeetsTarget(&a, &b) {
+		return b
+	}
+	return a
 }
 
 // hashString is a block hash in display (reversed) byte order.

@@ -18,6 +18,11 @@ import (
 // regtestBits is regtest's proof-of-work limit: about every other hash meets it.
 const regtestBits = 0x207fffff
 
+// testBits is the tiny server's default network target: one hash in 65,536,
+// harder than shareTarget, so shares are mostly not blocks (as on a real
+// network) and SetTarget can tighten the channel target.
+const testBits = 0x1f00ffff
+
 // shareTarget is met by one hash in 256.
 var shareTarget = func() [32]byte {
 	var t [32]byte
@@ -42,8 +47,10 @@ type tinyServer struct {
 	arrived chan struct{}
 	// setupFlags go in SetupConnection.Success (e.g. REQUIRES_FIXED_VERSION).
 	setupFlags uint32
-	setups     []*messages.SetupConnection
-	opens      []*messages.OpenStandardMiningChannel
+	// bits is the network target's nBits in SetNewPrevHash (testBits when 0).
+	bits   uint32
+	setups []*messages.SetupConnection
+	opens  []*messages.OpenStandardMiningChannel
 }
 
 type checkedShare struct {
@@ -51,21 +58,25 @@ type checkedShare struct {
 	share messages.SubmitSharesStandard
 	err   string // "" when valid
 	block bool
+	// belowChannel: met the network target but not the channel's.
+	belowChannel bool
 }
 
 type serverConn struct {
-	c      *noise.Conn
-	idx    int
-	mu     sync.Mutex
-	jobs   map[uint32][32]byte // job id → merkle root
-	ver    map[uint32]uint32
-	fixed  map[uint32]bool // jobs that allow no version rolling
-	prev   [32]byte
-	minT   uint32
-	nbits  uint32
-	active uint32
-	target [32]byte
-	seen   map[[32]byte]bool
+	c     *noise.Conn
+	idx   int
+	mu    sync.Mutex
+	jobs  map[uint32][32]byte // job id → merkle root
+	ver   map[uint32]uint32
+	fixed map[uint32]bool // jobs that allow no version rolling
+	prev  [32]byte
+	minT  uint32
+	nbits uint32
+	// netBits is what newPrevHash announces.
+	netBits uint32
+	active  uint32
+	target  [32]byte
+	seen    map[[32]byte]bool
 	// fixedAll: the server required a fixed version at setup.
 	fixedAll bool
 }
@@ -113,8 +124,11 @@ func (s *tinyServer) accept(cfg *noise.Config) {
 			return
 		}
 		c := &serverConn{c: noise.Server(nc, cfg), jobs: map[uint32][32]byte{}, ver: map[uint32]uint32{}, fixed: map[uint32]bool{},
-			target: shareTarget, seen: map[[32]byte]bool{}}
+			target: shareTarget, seen: map[[32]byte]bool{}, netBits: testBits}
 		s.mu.Lock()
+		if s.bits != 0 {
+			c.netBits = s.bits
+		}
 		c.idx = len(s.conns)
 		s.conns = append(s.conns, c)
 		s.mu.Unlock()
@@ -146,9 +160,9 @@ func (s *tinyServer) serve(c *serverConn) {
 			c.newJob(1, nil, 0x20000000)
 			c.newPrevHash(1, [32]byte{0xaa}, uint32(time.Now().Unix()))
 		case *messages.SubmitSharesStandard:
-			errCode, block := c.check(m)
+			errCode, block, below := c.check(m)
 			s.mu.Lock()
-			s.shares = append(s.shares, checkedShare{conn: c.idx, share: *m, err: errCode, block: block})
+			s.shares = append(s.shares, checkedShare{conn: c.idx, share: *m, err: errCode, block: block, belowChannel: below})
 			s.mu.Unlock()
 			if errCode == "" {
 				c.send(&messages.SubmitSharesSuccess{ChannelID: m.ChannelID, LastSequenceNumber: m.SequenceNumber,
@@ -203,10 +217,11 @@ func (c *serverConn) newExtendedJob(id uint32, minNTime *uint32, version uint32,
 
 func (c *serverConn) newPrevHash(job uint32, prev [32]byte, minT uint32) {
 	c.mu.Lock()
-	c.prev, c.minT, c.nbits, c.active = prev, minT, regtestBits, job
+	c.prev, c.minT, c.nbits, c.active = prev, minT, c.netBits, job
+	bits := c.netBits
 	c.mu.Unlock()
 	// Sent to the group, as a pool does for grouped standard channels.
-	c.send(&messages.MiningSetNewPrevHash{ChannelID: 100, JobID: job, PrevHash: prev, MinNTime: minT, NBits: regtestBits})
+	c.send(&messages.MiningSetNewPrevHash{ChannelID: 100, JobID: job, PrevHash: prev, MinNTime: minT, NBits: bits})
 }
 
 func (c *serverConn) setTarget(t [32]byte) {
@@ -217,36 +232,39 @@ func (c *serverConn) setTarget(t [32]byte) {
 }
 
 // check validates a share: job, ntime window, version mask, target, duplicates.
-func (c *serverConn) check(m *messages.SubmitSharesStandard) (string, bool) {
+func (c *serverConn) check(m *messages.SubmitSharesStandard) (code string, block, belowChannel bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m.ChannelID != 7 {
-		return "invalid-channel-id", false
+		return "invalid-channel-id", false, false
 	}
 	if m.JobID != c.active {
-		return "stale-share", false
+		return "stale-share", false, false
 	}
 	if m.NTime < c.minT || m.NTime > uint32(time.Now().Unix())+2 {
-		return "invalid-share", false
+		return "invalid-share", false, false
 	}
 	if (c.fixed[m.JobID] || c.fixedAll) && m.Version != c.ver[m.JobID] {
-		return "version-rolling-not-allowed", false
+		return "version-rolling-not-allowed", false, false
 	}
 	if m.Version&^VersionRollingMask != c.ver[m.JobID]&^VersionRollingMask {
-		return "invalid-non-rollable-version-bit", false
+		return "invalid-non-rollable-version-bit", false, false
 	}
 	h := templates.Header{Version: m.Version, PrevHash: c.prev, MerkleRoot: c.jobs[m.JobID],
 		Time: m.NTime, Bits: c.nbits, Nonce: m.Nonce}
 	hash := h.Hash()
-	if !templates.MeetsTarget(&hash, &c.target) {
-		return "difficulty-too-low", false
+	// A block is accepted whatever the channel target, as the mining core does.
+	nt := templates.TargetFromBits(c.nbits)
+	block = templates.MeetsTarget(&hash, &nt)
+	below := !templates.MeetsTarget(&hash, &c.target)
+	if !block && below {
+		return "difficulty-too-low", false, below
 	}
 	if c.seen[hash] {
-		return "duplicate-share", false
+		return "duplicate-share", false, below
 	}
 	c.seen[hash] = true
-	nt := templates.TargetFromBits(c.nbits)
-	return "", templates.MeetsTarget(&hash, &nt)
+	return "", block, below
 }
 
 func (s *tinyServer) conn(i int) *serverConn {
@@ -571,5 +589,43 @@ func TestExtendedGroupJobsAndFixedVersion(t *testing.T) {
 				t.Errorf("versions %v; rolling expected %v", versions, tc.rolling && tc.flags == 0)
 			}
 		})
+	}
+}
+
+func TestEasierTarget(t *testing.T) {
+	hard, easy := [32]byte{31: 0x00, 30: 0x01}, [32]byte{31: 0x7f}
+	for _, tc := range []struct{ a, b, want [32]byte }{
+		{hard, easy, easy},
+		{easy, hard, easy},
+		{easy, easy, easy},
+	} {
+		if got := easier(tc.a, tc.b); got != tc.want {
+			t.Errorf("easier(%x, %x) = %x", tc.a, tc.b, got)
+		}
+	}
+}
+
+// With a channel target harder than the network's (regtest), the device
+// still sends every block-solving hash: none is kept from the pool.
+func TestSendsBlocksHarderChannelTarget(t *testing.T) {
+	srv, _ := newTinyServer(t, true, "")
+	srv.mu.Lock()
+	srv.bits = regtestBits // every other hash is a block; the channel wants 1 in 256
+	srv.mu.Unlock()
+	startMiner(t, Config{Addr: srv.addr(), Plaintext: true, UserIdentity: "alice.cpu1", Workers: 1, HashRate: 2000})
+	shares := srv.waitShares(t, "20 shares", func(s []checkedShare) bool { return len(s) >= 20 })
+	var hidden int
+	for _, s := range shares {
+		if s.err != "" || !s.block {
+			t.Errorf("share %+v: error %q, block %v", s.share, s.err, s.block)
+		}
+		if s.belowChannel {
+			hidden++
+		}
+	}
+	// One hash in 256 meets the channel target and one in two the network's:
+	// nearly every block would be hidden by the channel target alone.
+	if hidden < len(shares)/2 {
+		t.Fatalf("only %d of %d blocks missed the channel target; block-solving hashes are being held back", hidden, len(shares))
 	}
 }
