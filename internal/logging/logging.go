@@ -5,6 +5,7 @@ package logging
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -25,7 +26,7 @@ func New(name string, c Config, w io.Writer) (hclog.Logger, error) {
 		return nil, fmt.Errorf("config key \"log.level\": %q is not a level; use trace, debug, info, warn or error", c.Level)
 	}
 	var json bool
-	switch c.Format {
+	switch strings.ToLower(c.Format) {
 	case "text", "":
 	case "json":
 		json = true

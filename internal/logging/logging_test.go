@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 )
@@ -23,5 +24,17 @@ func TestNew(t *testing.T) {
 		if _, err := New("x", bad, &buf); err == nil || !strings.Contains(err.Error(), "log.") {
 			t.Fatalf("%+v: %v", bad, err)
 		}
+	}
+}
+
+// log.level is case-insensitive (hclog's parser); log.format is too.
+func TestFormatCaseInsensitive(t *testing.T) {
+	for _, f := range []string{"JSON", "Json", "TEXT", "Text"} {
+		if _, err := New("tp", Config{Level: "INFO", Format: f}, io.Discard); err != nil {
+			t.Errorf("format %q: %v", f, err)
+		}
+	}
+	if _, err := New("tp", Config{Level: "info", Format: "yaml"}, io.Discard); err == nil {
+		t.Error("format yaml accepted")
 	}
 }
