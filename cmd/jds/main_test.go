@@ -220,6 +220,43 @@ func TestDocsListEveryKey(t *testing.T) {
 			}
 		}
 	}
+	// The reference table is the generated one, row for row and nothing
+	// else: flag, environment variable, default and meaning as the code
+	// has them, no stale rows left behind.
+	want := strings.Split(strings.TrimRight(config.Markdown(defaults(), envPrefix), "\n"), "\n")
+	got := docTable(string(doc), want[0])
+	if len(got) == 0 {
+		t.Fatalf("docs/jds.md has no table starting %q", want[0])
+	}
+	for i := 0; i < len(want) || i < len(got); i++ {
+		var w, g string
+		if i < len(want) {
+			w = want[i]
+		}
+		if i < len(got) {
+			g = got[i]
+		}
+		if w != g {
+			t.Errorf("docs/jds.md config table row %d:\n got: %s\nwant: %s", i+1, g, w)
+		}
+	}
+}
+
+// docTable returns the lines of the Markdown table in doc whose first line
+// is header.
+func docTable(doc, header string) []string {
+	var rows []string
+	for _, line := range strings.Split(doc, "\n") {
+		switch {
+		case len(rows) == 0 && line == header:
+			rows = append(rows, line)
+		case len(rows) > 0 && strings.HasPrefix(line, "|"):
+			rows = append(rows, line)
+		case len(rows) > 0:
+			return rows
+		}
+	}
+	return rows
 }
 
 // TestDocsListMirrorMetrics: docs/jds.md names every mempool mirror metric
