@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -188,10 +189,64 @@ func decodeStrict(body []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		// A Hex or Hash32 error does not say which field it is about;
+		// find it, so the caller learns what to fix.
+		if ferr := fieldError(body, reflect.TypeOf(v).Elem(), ""); ferr != nil {
+			return fmt.Errorf("bad JSON body: %w", ferr)
+		}
 		return fmt.Errorf("bad JSON body: %w", err)
 	}
 	if d.More() {
 		return errors.New("bad JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// fieldError decodes raw as a t field by field and returns the first
+// failure as `field "job.merkle_path[1]": ...`, or nil when no single
+// field fails (syntax error, unknown field: the decoder's error says it).
+// It runs only after a failed decode, on a body of at most MaxHTTPBody.
+func fieldError(raw []byte, t reflect.Type, path string) error {
+	switch {
+	case reflect.PointerTo(t).Implements(unmarshalerType) || (t.Kind() != reflect.Struct && t.Kind() != reflect.Slice):
+		if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
+			return fmt.Errorf("field %q: %w", path, err)
+		}
+	case t.Kind() == reflect.Slice:
+		var elems []json.RawMessage
+		if json.Unmarshal(raw, &elems) != nil {
+			return nil
+		}
+		for i, e := range elems {
+			if err := fieldError(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	default:
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return nil
+		}
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			sub := name
+			if path != "" {
+				sub = path + "." + name
+			}
+			// encoding/json matches keys case-insensitively.
+			for k, v := range obj {
+				if strings.EqualFold(k, name) {
+					if err := fieldError(v, t.Field(i).Type, sub); err != nil {
+						return err
+					}
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package declare
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -111,5 +112,50 @@ func TestHTTPClientBlockTimeout(t *testing.T) {
 	}
 	if NewHTTPClient(srv.URL).BlockTimeout <= DefaultSubmitTimeout {
 		t.Fatal("default block timeout does not cover the JDS's submit retries")
+	}
+}
+
+// TestDecodeNamesField: an error in one field names that field, so whoever
+// calls the API learns what to fix; errors not about one field keep the
+// decoder's wording.
+func TestDecodeNamesField(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+		block            bool
+	}{
+		{"token bad hex", `{"job":{"mining_job_token":"zz"}}`, `field "job.mining_job_token": bad hex: `, false},
+		{"prev_hash short", `{"job":{"prev_hash":"00"}}`, `field "job.prev_hash": want 32 bytes`, false},
+		{"merkle node", `{"job":{"merkle_path":["` + strings.Repeat("00", 32) + `","0g"]}}`, `field "job.merkle_path[1]": bad hex: `, false},
+		{"prefix not a string", `{"job":{"coinbase_prefix":5}}`, `field "job.coinbase_prefix": want a hex string`, false},
+		{"outputs odd", `{"job":{"coinbase_tx_outputs":"abc"}}`, `field "job.coinbase_tx_outputs": bad hex: `, false},
+		{"version not a number", `{"job":{"version":"x"}}`, `field "job.version": `, false},
+		{"key case", `{"job":{"Mining_Job_Token":"zz"}}`, `field "job.mining_job_token": bad hex: `, false},
+		{"share extranonce", `{"share":{"extranonce":"0"}}`, `field "share.extranonce": bad hex: `, true},
+		{"share token", `{"user_identity":"a","share":{"mining_job_token":"xy"}}`, `field "share.mining_job_token": bad hex: `, true},
+		{"unknown field", `{"job":{},"extra":1}`, `unknown field "extra"`, false},
+		{"syntax", `{"job":`, `bad JSON body: unexpected EOF`, false},
+	} {
+		var err error
+		if tc.block {
+			_, err = DecodeBlockRequest([]byte(tc.body))
+		} else {
+			_, err = DecodeValidateRequest([]byte(tc.body))
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to contain %q", tc.name, err, tc.want)
+		}
+	}
+	// The HTTP answer carries it.
+	srv := httptest.NewServer(NewHTTPHandler(&recordingAPI{}, nil))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+PathValidate, "application/json", strings.NewReader(`{"job":{"mining_job_token":"zz"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e ErrorResponse
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusBadRequest ||
+		!strings.Contains(e.Error, `field "job.mining_job_token": bad hex`) {
+		t.Fatalf("%d %+v %v", resp.StatusCode, e, err)
 	}
 }
