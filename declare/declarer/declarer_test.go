@@ -65,8 +65,8 @@ func TestSetupRefused(t *testing.T) {
 		reply codec.Message
 		want  string
 	}{
-		{"full template refused", true, &messages.SetupConnectionError{Flags: 1, ErrorCode: "unsupported-feature-flags"}, "does not accept full-template"},
-		{"full template required", false, &messages.SetupConnectionError{ErrorCode: "missing-declare-tx-data-flag"}, "requires full-template"},
+		{"full template refused", true, &messages.SetupConnectionError{Flags: 1, ErrorCode: "unsupported-feature-flags"}, `does not accept full-template mode (DECLARE_TX_DATA): set mode = "coinbase-only"`},
+		{"full template required", false, &messages.SetupConnectionError{ErrorCode: "missing-declare-tx-data-flag"}, `requires full-template mode: set mode = "full-template"`},
 		{"other", true, &messages.SetupConnectionError{ErrorCode: "unsupported-protocol"}, `"unsupported-protocol"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -56,11 +56,12 @@ func (e *SetupError) Error() string {
 	if e.Flags != 0 {
 		msg += fmt.Sprintf(" (unsupported flags 0x%x)", e.Flags)
 	}
+	// jdc shows this to operators: the fix is named as its config key.
 	switch {
 	case e.FullTemplate && e.Flags&messages.FlagDeclareTxData != 0:
-		msg += "; this JDS does not accept full-template mode (DECLARE_TX_DATA): declare coinbase-only"
+		msg += `; this JDS does not accept full-template mode (DECLARE_TX_DATA): set mode = "coinbase-only"`
 	case !e.FullTemplate && (e.Code == "missing-declare-tx-data-flag" || e.Code == "unsupported-feature-flags"):
-		msg += "; this JDS probably requires full-template mode: enable FullTemplate"
+		msg += `; this JDS probably requires full-template mode: set mode = "full-template"`
 	}
 	return msg
 }
