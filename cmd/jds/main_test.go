@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -285,5 +286,57 @@ func TestDocsListMirrorMetrics(t *testing.T) {
 		if !bytes.Contains(doc, []byte("`"+f.GetName()+"`")) {
 			t.Errorf("docs/jds.md does not list `%s`", f.GetName())
 		}
+	}
+}
+
+// TestDocsJSONExamples: every JSON answer shown in docs/jds.md is what the
+// pool API's types encode, field for field and in order.
+func TestDocsJSONExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jds.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	in := false
+	for _, line := range strings.Split(string(doc), "\n") {
+		switch {
+		case line == "```json":
+			in = true
+			continue
+		case strings.HasPrefix(line, "```"):
+			in = false
+		}
+		if !in || strings.TrimSpace(line) == "" {
+			continue
+		}
+		var v any
+		switch {
+		case strings.HasPrefix(line, `{"ok":`):
+			v = &declare.Verdict{}
+		case strings.HasPrefix(line, `{"hash":`):
+			v = &declare.BlockResult{}
+		case strings.HasPrefix(line, `{"error":`):
+			v = &declare.ErrorResponse{}
+		default:
+			t.Errorf("docs/jds.md: JSON example of no known answer: %s", line)
+			continue
+		}
+		d := json.NewDecoder(strings.NewReader(line))
+		d.DisallowUnknownFields()
+		if err := d.Decode(v); err != nil {
+			t.Errorf("docs/jds.md: %s: %v", line, err)
+			continue
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != line {
+			t.Errorf("docs/jds.md example\n %s\nbut jds answers\n %s", line, out)
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("only %d JSON examples checked", n)
 	}
 }
