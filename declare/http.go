@@ -253,8 +253,10 @@ func fieldError(raw []byte, t reflect.Type, path string) error {
 
 // NewHTTPHandler serves the pool API for api (normally the *Server):
 // POST /v1/custom-jobs/validate answers a Verdict, POST /v1/blocks a
-// BlockResult; bad requests get 400 with an ErrorResponse, failures to
-// check 503.
+// BlockResult. Errors are an ErrorResponse: 400 bad body, 413 body over
+// MaxHTTPBody, 415 not application/json, 422 a *BlockError, 503 any other
+// error of api; a wrong method (405) or path (404) gets ServeMux's plain
+// text. docs/jds.md lists them; keep it in step.
 func NewHTTPHandler(api PoolAPI, log hclog.Logger) http.Handler {
 	if log == nil {
 		log = hclog.NewNullLogger()

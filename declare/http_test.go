@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -157,5 +158,63 @@ func TestDecodeNamesField(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusBadRequest ||
 		!strings.Contains(e.Error, `field "job.mining_job_token": bad hex`) {
 		t.Fatalf("%d %+v %v", resp.StatusCode, e, err)
+	}
+}
+
+// TestHTTPStatuses: every answer the handler gives, with its exact body and
+// Content-Type, as docs/jds.md lists them.
+func TestHTTPStatuses(t *testing.T) {
+	api := &recordingAPI{}
+	srv := httptest.NewServer(NewHTTPHandler(api, nil))
+	defer srv.Close()
+	const job = `{"user_identity":"a","job":{}}`
+	for _, tc := range []struct {
+		name, method, path, ctype, body string
+		apiErr                          error
+		status                          int
+		wantCT, wantBody                string
+	}{
+		{"verdict", "POST", PathValidate, "application/json", job, nil, 200, "application/json",
+			`{"ok":false,"code":"x","details":"y"}`},
+		{"no content type", "POST", PathValidate, "", job, nil, 200, "application/json",
+			`{"ok":false,"code":"x","details":"y"}`},
+		{"block", "POST", PathBlocks, "application/json", `{"share":{}}`, nil, 200, "application/json",
+			`{"hash":"h","accepted":true,"result":""}`},
+		{"bad body", "POST", PathValidate, "application/json", `{"job":{"prev_hash":"00"}}`, nil, 400, "application/json",
+			`{"error":"bad JSON body: field \"job.prev_hash\": want 32 bytes (64 hex digits), got 1 bytes"}`},
+		{"block error", "POST", PathBlocks, "application/json", `{"share":{}}`, &BlockError{Code: CodeNotABlock, Details: "no"}, 422, "application/json",
+			`{"error":"share-not-a-block: no"}`},
+		{"check failed", "POST", PathValidate, "application/json", job, errors.New("node down"), 503, "application/json",
+			`{"error":"node down"}`},
+		{"block failed", "POST", PathBlocks, "application/json", `{"share":{}}`, errors.New("submitblock h: down"), 503, "application/json",
+			`{"error":"submitblock h: down"}`},
+		{"content type", "POST", PathValidate, "text/plain", job, nil, 415, "application/json",
+			`{"error":"Content-Type must be application/json"}`},
+		{"too large", "POST", PathBlocks, "application/json", `{"user_identity":"` + strings.Repeat("a", MaxHTTPBody) + `"}`, nil, 413, "application/json",
+			`{"error":"body: http: request body too large"}`},
+		{"method", "GET", PathValidate, "", "", nil, 405, "text/plain; charset=utf-8", "Method Not Allowed"},
+		{"path", "POST", "/v1/other", "application/json", "{}", nil, 404, "text/plain; charset=utf-8", "404 page not found"},
+	} {
+		api.err = tc.apiErr
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.ctype != "" {
+			req.Header.Set("Content-Type", tc.ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != tc.wantCT || strings.TrimSpace(string(body)) != tc.wantBody {
+			t.Errorf("%s: %d %q %q, want %d %q %q", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), body,
+				tc.status, tc.wantCT, tc.wantBody)
+		}
+		if tc.status == 405 && resp.Header.Get("Allow") != "POST" {
+			t.Errorf("405 Allow: %q", resp.Header.Get("Allow"))
+		}
 	}
 }
