@@ -33,8 +33,10 @@ type BlockShare struct {
 
 // BlockResult says what became of a block handed over with
 // SubmitBlockShare: its hash (display byte order, as block explorers show
-// it), whether the node accepted it, and the node's answer ("" or
-// "duplicate" when accepted, the reject reason otherwise).
+// it), whether the node accepted it, and the node's answer as it gave it.
+// Accepted is true for "" and for a duplicate (node.IsDuplicateBlock:
+// Bitcoin Core's "duplicate", btcd's "rejected: already have block …");
+// any other Result is the node's reject reason.
 type BlockResult struct {
 	Hash     string `json:"hash"`
 	Accepted bool   `json:"accepted"`

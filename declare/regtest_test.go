@@ -206,6 +206,12 @@ func TestJDSRegtest(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("%d block files", len(files))
 		}
+		// Handed over again: btcd's duplicate answer counts as accepted
+		// and is passed on as btcd gave it (docs/jds.md says so).
+		res, err = api.SubmitBlockShare(e.ctx, "alice", BlockShare{MiningJobToken: goodToken, Version: h.Version, NTime: h.Time, Nonce: h.Nonce, Extranonce: en})
+		if err != nil || !res.Accepted || !strings.HasPrefix(res.Result, "rejected: already have block ") {
+			t.Fatalf("block handed over twice: %+v %v", res, err)
+		}
 		e.waitTip(j)
 		// The job's block is now the tip: a custom job on it is stale.
 		if v, _ := api.ValidateCustomJob(e.ctx, "alice", goodJob.customJob(goodToken)); v.Code != CodeStaleChainTip {
