@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -339,4 +340,88 @@ func TestDocsJSONExamples(t *testing.T) {
 	if n < 3 {
 		t.Errorf("only %d JSON examples checked", n)
 	}
+}
+
+// TestDocsRequestExamples: the curl bodies in docs/jds.md use exactly the
+// field names the API decodes (it refuses unknown fields); the values are
+// placeholders and are not checked.
+func TestDocsRequestExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/jds.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysOf := func(v any) map[string][]string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jsonKeys(t, b)
+	}
+	want := map[string]map[string][]string{
+		declare.PathValidate: keysOf(declare.ValidateRequest{}),
+		declare.PathBlocks:   keysOf(declare.BlockRequest{}),
+	}
+	rest := string(doc)
+	n := 0
+	for {
+		i := strings.Index(rest, "curl -s http://127.0.0.1:34266")
+		if i < 0 {
+			break
+		}
+		rest = rest[i:]
+		line, _, _ := strings.Cut(rest, "\n")
+		start := strings.Index(rest, "-d '")
+		end := strings.Index(rest, "}'")
+		if start < 0 || end < start {
+			t.Fatalf("docs/jds.md: no body after %s", line)
+		}
+		body := rest[start+4 : end+1]
+		rest = rest[end:]
+		var path string
+		for p := range want {
+			if strings.Contains(line, p+" ") {
+				path = p
+			}
+		}
+		if path == "" {
+			t.Errorf("docs/jds.md: curl to an unknown path: %s", line)
+			continue
+		}
+		got := jsonKeys(t, []byte(body))
+		for obj, keys := range want[path] {
+			if strings.Join(got[obj], ",") != strings.Join(keys, ",") {
+				t.Errorf("docs/jds.md %s body, object %q: keys %v, want %v", path, obj, got[obj], keys)
+			}
+		}
+		if len(got) != len(want[path]) {
+			t.Errorf("docs/jds.md %s body: objects %v, want %v", path, got, want[path])
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("%d curl examples checked, want 2", n)
+	}
+}
+
+// jsonKeys returns the sorted keys of a JSON object and of the objects in
+// it, by key ("" for the top level).
+func jsonKeys(t *testing.T, b []byte) map[string][]string {
+	t.Helper()
+	var top map[string]any
+	if err := json.Unmarshal(b, &top); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	out := map[string][]string{}
+	var walk func(name string, m map[string]any)
+	walk = func(name string, m map[string]any) {
+		for k, v := range m {
+			out[name] = append(out[name], k)
+			if sub, ok := v.(map[string]any); ok {
+				walk(k, sub)
+			}
+		}
+		slices.Sort(out[name])
+	}
+	walk("", top)
+	return out
 }
