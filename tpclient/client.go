@@ -16,10 +16,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sv2kit/sv2kit/sv2/setup"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -126,72 +126,19 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
 	}
-	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	conn, _, err := setup.Dial(ctx, setup.Config{Addr: cfg.Addr, AuthorityPubKey: cfg.AuthorityPubKey,
+		Plaintext: cfg.Plaintext, Timeout: cfg.Timeout, Logger: cfg.Logger},
+		&messages.SetupConnection{Protocol: messages.ProtocolTemplateDistribution, MinVersion: 2, MaxVersion: 2, Vendor: cfg.UserAgent})
+	var refused *setup.Refused
+	if errors.As(err, &refused) {
+		return nil, &SetupError{Code: refused.Code, Flags: refused.Flags}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("tpclient: address %q: %w", cfg.Addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("tpclient: address %q: bad port", cfg.Addr)
-	}
-	ncfg := &noise.Config{
-		AuthorityPubKey:  cfg.AuthorityPubKey,
-		Plaintext:        cfg.Plaintext,
-		HandshakeTimeout: cfg.Timeout,
-		MaxPayload:       messages.MaxPayload,
-		Logger:           cfg.Logger,
-	}
-	if cfg.AuthorityPubKey == nil && !cfg.Plaintext {
-		// noise warns on every such connection (with the remote address);
-		// a warning here too doubled it, and repeated it on every redial
-		// while the peer was down.
-		ncfg.InsecureSkipVerify = true
-	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	conn, err := noise.Dial(dctx, "tcp", cfg.Addr, ncfg)
-	if err != nil {
-		return nil, fmt.Errorf("tpclient: connect to %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("tpclient: %w", err)
 	}
 	fail := func(err error) (*Client, error) {
 		_ = conn.Close()
 		return nil, err
-	}
-	deadline := time.Now().Add(cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	setup := &messages.SetupConnection{
-		Protocol:     messages.ProtocolTemplateDistribution,
-		MinVersion:   2,
-		MaxVersion:   2,
-		EndpointHost: host,
-		EndpointPort: uint16(port),
-		Vendor:       cfg.UserAgent,
-	}
-	if err := conn.WriteMessage(setup, codec.Options{}); err != nil {
-		return fail(fmt.Errorf("tpclient: send SetupConnection: %w", err))
-	}
-	for {
-		m, _, err := messages.Read(conn, codec.Options{})
-		if errors.Is(err, messages.ErrUnknownExtension) {
-			continue
-		}
-		if err != nil {
-			return fail(fmt.Errorf("tpclient: waiting for SetupConnection.Success: %w", err))
-		}
-		switch m := m.(type) {
-		case *messages.SetupConnectionSuccess:
-			if m.UsedVersion != 2 {
-				return fail(fmt.Errorf("tpclient: provider chose protocol version %d", m.UsedVersion))
-			}
-		case *messages.SetupConnectionError:
-			return fail(&SetupError{Code: m.ErrorCode, Flags: m.Flags})
-		default:
-			return fail(fmt.Errorf("tpclient: provider sent %s before SetupConnection.Success", m.MessageName()))
-		}
-		break
 	}
 	c := &Client{
 		conn:    conn,

@@ -32,11 +32,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sv2kit/sv2kit/sv2/setup"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -208,31 +208,27 @@ type result struct {
 // Declarer lives until Close or until the connection fails.
 func Dial(ctx context.Context, cfg Config) (*Declarer, error) {
 	cfg = cfg.withDefaults()
-	host, portStr, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("declarer: JDS address %q: %w", cfg.Addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("declarer: JDS address %q: bad port: %w", cfg.Addr, err)
-	}
 	log := cfg.Logger.With("jds", cfg.Addr)
-	if cfg.AuthorityPubKey == nil {
-		log.Warn("no JDS authority public key configured: the JDS is not authenticated; set the pool's authority key")
+	var flags uint32
+	if cfg.FullTemplate {
+		flags = messages.FlagDeclareTxData
 	}
-	ncfg := &noise.Config{
-		AuthorityPubKey:    cfg.AuthorityPubKey,
-		InsecureSkipVerify: cfg.AuthorityPubKey == nil,
-		HandshakeTimeout:   cfg.Timeout,
-		MaxPayload:         messages.MaxPayload,
-		Logger:             log,
-	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	conn, err := noise.Dial(dctx, "tcp", cfg.Addr, ncfg)
+	conn, ok, err := setup.Dial(ctx, setup.Config{Addr: cfg.Addr, AuthorityPubKey: cfg.AuthorityPubKey,
+		Timeout: cfg.Timeout, Logger: log},
+		&messages.SetupConnection{Protocol: messages.ProtocolJobDeclaration, MinVersion: protocolVersion,
+			MaxVersion: protocolVersion, Flags: flags, Vendor: cfg.Vendor})
 	if err != nil {
-		return nil, fmt.Errorf("declarer: connect to JDS %s: %w", cfg.Addr, err)
+		var refused *setup.Refused
+		if errors.As(err, &refused) {
+			return nil, &SetupError{Code: refused.Code, Flags: refused.Flags, FullTemplate: cfg.FullTemplate}
+		}
+		// The connection's deadline is the context's: either may fire first.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w (deadline %s): %w", ErrTimeout, cfg.Timeout, err)
+		}
+		return nil, fmt.Errorf("declarer: JDS %s: %w", cfg.Addr, err)
 	}
+	_ = conn.SetDeadline(time.Time{})
 	d := &Declarer{
 		cfg:       cfg,
 		log:       log,
@@ -243,10 +239,7 @@ func Dial(ctx context.Context, cfg Config) (*Declarer, error) {
 		allocs:    make(map[uint32]time.Time),
 		tokenWake: make(chan struct{}),
 		declares:  make(map[uint32]*pending),
-	}
-	if err := d.setup(dctx, host, uint16(port)); err != nil {
-		conn.Close()
-		return nil, err
+		flags:     ok.Flags,
 	}
 	d.wg.Add(2)
 	go d.readLoop()
@@ -256,74 +249,6 @@ func Dial(ctx context.Context, cfg Config) (*Declarer, error) {
 	d.mu.Unlock()
 	log.Info("connected to JDS", "full_template", cfg.FullTemplate, "authenticated", conn.AuthorityVerified())
 	return d, nil
-}
-
-// setup sends SetupConnection and reads the answer, before the loops start.
-func (d *Declarer) setup(ctx context.Context, host string, port uint16) error {
-	// A cancelled ctx interrupts blocked IO by moving the deadline.
-	stop := context.AfterFunc(ctx, func() { d.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	dl, _ := ctx.Deadline()
-	d.conn.SetDeadline(dl)
-	var flags uint32
-	if d.cfg.FullTemplate {
-		flags = messages.FlagDeclareTxData
-	}
-	sc := &messages.SetupConnection{
-		Protocol:     messages.ProtocolJobDeclaration,
-		MinVersion:   protocolVersion,
-		MaxVersion:   protocolVersion,
-		Flags:        flags,
-		EndpointHost: host,
-		EndpointPort: port,
-		Vendor:       d.cfg.Vendor,
-	}
-	fail := func(what string, err error) error {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		// The connection's deadline is the context's: either may fire first.
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("%w (deadline %s)", ErrTimeout, d.cfg.Timeout)
-		}
-		return fmt.Errorf("declarer: SetupConnection with JDS %s: %s: %w", d.cfg.Addr, what, err)
-	}
-	if err := d.conn.WriteMessage(sc, d.opts); err != nil {
-		return fail("send", err)
-	}
-	for {
-		h, payload, err := d.conn.ReadFrame()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("JDS closed the connection")
-			}
-			return fail("read answer", err)
-		}
-		m, err := messages.Decode(h, payload, d.opts)
-		if errors.Is(err, messages.ErrUnknownExtension) {
-			continue
-		}
-		if err != nil {
-			return fail("read answer", fmt.Errorf("malformed frame %s: %w", h, err))
-		}
-		switch m := m.(type) {
-		case *messages.SetupConnectionSuccess:
-			if m.UsedVersion != protocolVersion {
-				return fail("answer", fmt.Errorf("JDS chose protocol version %d; only %d exists", m.UsedVersion, protocolVersion))
-			}
-			d.flags = m.Flags
-		case *messages.SetupConnectionError:
-			return &SetupError{Code: m.ErrorCode, Flags: m.Flags, FullTemplate: d.cfg.FullTemplate}
-		default:
-			return fail("answer", fmt.Errorf("JDS answered with %s", m.MessageName()))
-		}
-		break
-	}
-	if !stop() {
-		return fail("setup", ctx.Err())
-	}
-	d.conn.SetDeadline(time.Time{})
-	return nil
 }
 
 // Flags returns the flags of the JDS's SetupConnection.Success (none are

@@ -13,10 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sv2kit/sv2kit/sv2/setup"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -124,67 +124,20 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	conn, _, err := setup.Dial(ctx, setup.Config{Addr: cfg.Addr, AuthorityPubKey: cfg.AuthorityPubKey,
+		Plaintext: cfg.Plaintext, Timeout: cfg.Timeout, Logger: cfg.Logger},
+		&messages.SetupConnection{Protocol: messages.ProtocolMining, MinVersion: 2, MaxVersion: 2,
+			Flags: messages.FlagRequiresWorkSelection | messages.FlagRequiresVersionRolling, Vendor: cfg.Vendor})
+	var refused *setup.Refused
+	if errors.As(err, &refused) {
+		return nil, &SetupError{Msg: "SetupConnection", Code: refused.Code, Flags: refused.Flags}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("poolclient: address %q: %w", cfg.Addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("poolclient: address %q: bad port", cfg.Addr)
-	}
-	ncfg := &noise.Config{
-		AuthorityPubKey:  cfg.AuthorityPubKey,
-		Plaintext:        cfg.Plaintext,
-		HandshakeTimeout: cfg.Timeout,
-		MaxPayload:       messages.MaxPayload,
-		Logger:           cfg.Logger,
-	}
-	if cfg.AuthorityPubKey == nil && !cfg.Plaintext {
-		// noise warns on every such connection (with the remote address);
-		// a warning here too doubled it, and repeated it on every redial
-		// while the peer was down.
-		ncfg.InsecureSkipVerify = true
-	}
-	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	conn, err := noise.Dial(dctx, "tcp", cfg.Addr, ncfg)
-	if err != nil {
-		return nil, fmt.Errorf("poolclient: connect to %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("poolclient: %w", err)
 	}
 	fail := func(err error) (*Client, error) {
 		_ = conn.Close()
 		return nil, err
-	}
-	deadline := time.Now().Add(cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	setup := &messages.SetupConnection{
-		Protocol:     messages.ProtocolMining,
-		MinVersion:   2,
-		MaxVersion:   2,
-		Flags:        messages.FlagRequiresWorkSelection | messages.FlagRequiresVersionRolling,
-		EndpointHost: host,
-		EndpointPort: uint16(port),
-		Vendor:       cfg.Vendor,
-	}
-	if err := conn.WriteMessage(setup, codec.Options{}); err != nil {
-		return fail(fmt.Errorf("poolclient: send SetupConnection: %w", err))
-	}
-	m, err := readSetup(conn)
-	if err != nil {
-		return fail(fmt.Errorf("poolclient: waiting for SetupConnection.Success: %w", err))
-	}
-	switch m := m.(type) {
-	case *messages.SetupConnectionSuccess:
-		if m.UsedVersion != 2 {
-			return fail(fmt.Errorf("poolclient: pool chose protocol version %d", m.UsedVersion))
-		}
-	case *messages.SetupConnectionError:
-		return fail(&SetupError{Msg: "SetupConnection", Code: m.ErrorCode, Flags: m.Flags})
-	default:
-		return fail(fmt.Errorf("poolclient: pool sent %s before SetupConnection.Success", m.MessageName()))
 	}
 	var maxTarget [32]byte
 	for i := range maxTarget {
@@ -199,7 +152,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	var ch Channel
 	for got := false; !got; {
-		m, err := readSetup(conn)
+		m, err := setup.Read(conn)
 		if err != nil {
 			return fail(fmt.Errorf("poolclient: waiting for OpenExtendedMiningChannel.Success: %w", err))
 		}
@@ -234,16 +187,6 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	go c.readLoop()
 	go c.writeLoop()
 	return c, nil
-}
-
-func readSetup(conn *noise.Conn) (codec.Message, error) {
-	for {
-		m, _, err := messages.Read(conn, codec.Options{})
-		if errors.Is(err, messages.ErrUnknownExtension) {
-			continue
-		}
-		return m, err
-	}
 }
 
 // Channel returns the channel as opened.
