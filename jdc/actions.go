@@ -4,6 +4,9 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sv2kit/sv2kit/internal/corelog"
 	"github.com/sv2kit/sv2kit/sv2/codec"
 	"github.com/sv2kit/sv2kit/sv2/messages"
 )
@@ -143,37 +146,19 @@ type ShareResult struct {
 	Count  uint32
 }
 
-// Level is a log level of a LogLine.
-type Level uint8
+// Level is a log level of a LogLine (hclog's).
+type Level = hclog.Level
 
 // Log levels.
 const (
-	LevelDebug Level = iota
-	LevelInfo
-	LevelWarn
-	LevelError
+	LevelDebug = hclog.Debug
+	LevelInfo  = hclog.Info
+	LevelWarn  = hclog.Warn
+	LevelError = hclog.Error
 )
 
-func (l Level) String() string {
-	switch l {
-	case LevelDebug:
-		return "debug"
-	case LevelInfo:
-		return "info"
-	case LevelWarn:
-		return "warn"
-	case LevelError:
-		return "error"
-	}
-	return fmt.Sprintf("level(%d)", uint8(l))
-}
-
-// LogLine is something worth logging; Fields are hclog key/value pairs.
-type LogLine struct {
-	Level  Level
-	Msg    string
-	Fields []any
-}
+// LogLine is something worth logging; the shell writes it with corelog.Write.
+type LogLine = corelog.Line
 
 // Actions is what the shell must do after an event, in this order: write
 // Blocks to disk and submit them, apply Devices, send Pool messages (per

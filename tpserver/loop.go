@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
+	"github.com/sv2kit/sv2kit/internal/corelog"
 
 	"github.com/sv2kit/sv2kit/provider"
 	"github.com/sv2kit/sv2kit/sv2/codec"
@@ -223,21 +223,7 @@ func (s *Server) apply(st *loopState, a provider.Actions, fan *tipFanout) {
 		default:
 		}
 	}
-	for _, l := range a.Logs {
-		s.log.Log(hclogLevel(l.Level), l.Msg, l.Fields...)
-	}
-}
-
-func hclogLevel(l provider.Level) hclog.Level {
-	switch l {
-	case provider.LevelDebug:
-		return hclog.Debug
-	case provider.LevelInfo:
-		return hclog.Info
-	case provider.LevelWarn:
-		return hclog.Warn
-	}
-	return hclog.Error
+	corelog.Write(s.log, a.Logs)
 }
 
 func (s *Server) updateStats(st *loopState) {

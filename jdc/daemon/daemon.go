@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sv2kit/sv2kit/internal/corelog"
+
 	"github.com/sv2kit/sv2kit/internal/blockfile"
 
 	"github.com/hashicorp/go-hclog"
@@ -354,18 +356,7 @@ func (d *Daemon) execute(ctx context.Context, a jdc.Actions) {
 	for _, s := range a.Shares {
 		d.m.shares.WithLabelValues(jdc.SourceName(s.Source), s.Outcome, s.Reason).Add(float64(s.Count))
 	}
-	for _, l := range a.Logs {
-		switch l.Level {
-		case jdc.LevelDebug:
-			d.log.Debug(l.Msg, l.Fields...)
-		case jdc.LevelInfo:
-			d.log.Info(l.Msg, l.Fields...)
-		case jdc.LevelWarn:
-			d.log.Warn(l.Msg, l.Fields...)
-		default:
-			d.log.Error(l.Msg, l.Fields...)
-		}
-	}
+	corelog.Write(d.log, a.Logs)
 }
 
 // updateStatus refreshes the snapshot and the state gauges: the core's
