@@ -44,11 +44,6 @@ const envPrefix = "JDC"
 // DefaultDevicesListen is SRI's JDC downstream port (DIGEST §8.1).
 const DefaultDevicesListen = "127.0.0.1:34265"
 
-// RegtestMinDifficulty replaces the default devices.min-difficulty on
-// regtest, where the block target (nBits 0x207fffff) is easier than a
-// difficulty-1 share.
-const RegtestMinDifficulty = 1e-9
-
 // UpstreamConfig is one [[upstreams]] entry: a pool and its JDS.
 type UpstreamConfig struct {
 	Pool             string `toml:"pool" help:"pool Mining Protocol address host:port"`
@@ -331,12 +326,6 @@ func setup(cfg *Config, log hclog.Logger) (*app, error) {
 	if cfg.Devices.ExtranonceSize+2 > 16 {
 		return nil, config.Invalid("devices.extranonce-size", fmt.Sprintf("%d leaves too little of a pool's extranonce for channel ids", cfg.Devices.ExtranonceSize),
 			"use at most 14 (8 or less is typical)")
-	}
-	if cfg.Network == "regtest" && cfg.Devices.MinDifficulty == devices.DefaultMinDifficulty {
-		// A regtest block is far easier than a difficulty-1 share: with the
-		// mainnet floor devices would never send one.
-		cfg.Devices.MinDifficulty = RegtestMinDifficulty
-		log.Info("regtest: devices.min-difficulty lowered", "to", RegtestMinDifficulty)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Devices.Listen); err != nil {
 		return nil, config.Invalid("devices.listen", err.Error(), "use host:port, e.g. "+DefaultDevicesListen)
